@@ -1,0 +1,20 @@
+//! The classic `wasmtime serve` sample on WASIp3: the response goes back at
+//! once, and a spawned task streams its body afterwards.
+
+use reprise::{Body, Handler, IntoResponse, Request, Response};
+
+#[derive(Default)]
+struct Hello;
+
+impl Handler for Hello {
+    async fn handle(&self, _request: Request) -> impl IntoResponse {
+        let (mut writer, body) = Body::channel();
+        reprise::spawn(async move {
+            // An error only means the client left; there is no one to tell.
+            let _ = writer.write("Hello, WASI!").await;
+        });
+        Response::new(body)
+    }
+}
+
+reprise::export_p3!(Hello);

@@ -1,0 +1,119 @@
+//! The one handler abstraction both worlds export.
+//!
+//! A [`Handler`] is instance state: the export macros build it once per
+//! component instance, at the first request, and every later request on that
+//! instance borrows the same value. This module does not deal with either
+//! world's bindings; `rt` converts at the boundary.
+
+use crate::Body;
+use http::StatusCode;
+
+/// An incoming request, with a body that streams from the client.
+pub type Request = http::Request<Body>;
+
+/// An outgoing response.
+pub type Response = http::Response<Body>;
+
+/// Handles the requests that reach one component instance.
+///
+/// The value is created with [`Default`] at the instance's first request and
+/// lives as long as the instance. Under reuse many requests borrow it, on
+/// WASIp3 several at once, so `&self` is all a request gets: state that
+/// requests share must sit behind a `Cell`, `RefCell` or similar, where a
+/// reader sees it is shared. Per-request state belongs in
+/// [`request_local!`](crate::request_local) values or local variables.
+///
+/// ```
+/// use std::cell::Cell;
+/// use reprise::{Handler, IntoResponse, Request};
+///
+/// #[derive(Default)]
+/// struct Counter {
+///     /// Shared by every request this instance serves.
+///     served: Cell<u64>,
+/// }
+///
+/// impl Handler for Counter {
+///     async fn handle(&self, _request: Request) -> impl IntoResponse {
+///         self.served.set(self.served.get() + 1);
+///         format!("instance has served {}", self.served.get())
+///     }
+/// }
+/// ```
+pub trait Handler: Default + 'static {
+    /// Answers one request.
+    ///
+    /// Implement it as `async fn handle(&self, request: Request) -> impl
+    /// IntoResponse`; the body may return any [`IntoResponse`] type.
+    ///
+    /// The request's scope is open while this future runs: request-local
+    /// values, [`RequestContext::current`](crate::RequestContext::current) and
+    /// [`spawn`](crate::spawn) all refer to this request.
+    fn handle(&self, request: Request) -> impl Future<Output = impl IntoResponse>;
+}
+
+/// Anything a handler may return.
+///
+/// Strings and bodies become `200 OK`, a [`StatusCode`] an empty response with
+/// that status, `(StatusCode, body)` both, and a `Result` whichever side it
+/// holds, so `?` works with error types that implement this trait.
+///
+/// ```
+/// use reprise::{IntoResponse, http::StatusCode};
+///
+/// fn not_found() -> impl IntoResponse {
+///     (StatusCode::NOT_FOUND, "no such page\n")
+/// }
+/// assert_eq!(not_found().into_response().status(), 404);
+/// ```
+pub trait IntoResponse {
+    /// Converts `self` into a response.
+    fn into_response(self) -> Response;
+}
+
+impl IntoResponse for Response {
+    fn into_response(self) -> Response {
+        self
+    }
+}
+
+impl IntoResponse for Body {
+    fn into_response(self) -> Response {
+        Response::new(self)
+    }
+}
+
+impl IntoResponse for &'static str {
+    fn into_response(self) -> Response {
+        Response::new(self.into())
+    }
+}
+
+impl IntoResponse for String {
+    fn into_response(self) -> Response {
+        Response::new(self.into())
+    }
+}
+
+impl IntoResponse for StatusCode {
+    fn into_response(self) -> Response {
+        (self, Body::empty()).into_response()
+    }
+}
+
+impl<B: Into<Body>> IntoResponse for (StatusCode, B) {
+    fn into_response(self) -> Response {
+        let mut response = Response::new(self.1.into());
+        *response.status_mut() = self.0;
+        response
+    }
+}
+
+impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
+    fn into_response(self) -> Response {
+        match self {
+            Ok(ok) => ok.into_response(),
+            Err(err) => err.into_response(),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! What one component instance knows about itself: its handler value, how
+//! many requests it has taken, and whether it still takes new ones.
+//!
+//! This is where the reuse policy is enforced at run time. Scopes report
+//! request starts and ends; this module raises backpressure when the instance
+//! is full (concurrency limit) and raises it for good when the instance must
+//! retire (never, request limit, memory limit, [`retire`]). A host that sees
+//! an idle instance under permanent backpressure drops it, which is how
+//! retirement works on stock `wasmtime serve` too.
+
+use crate::{Handler, ReusePolicy, backpressure};
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+
+thread_local! {
+    static HANDLER: Cell<Option<&'static dyn Any>> = const { Cell::new(None) };
+    static STATE: RefCell<State> = const {
+        RefCell::new(State {
+            policy: ReusePolicy::concurrent(),
+            in_flight: 0,
+            accepted: 0,
+            full: false,
+            retired: false,
+        })
+    };
+}
+
+struct State {
+    policy: ReusePolicy,
+    in_flight: u32,
+    accepted: u64,
+    /// Backpressure raised because `in_flight` reached the concurrency limit.
+    full: bool,
+    /// Backpressure raised for good.
+    retired: bool,
+}
+
+/// The instance's handler, created on first use and kept for its lifetime.
+#[doc(hidden)]
+pub fn handler<H: Handler>() -> &'static H {
+    let handler = HANDLER.get().unwrap_or_else(|| {
+        // Leaked on purpose: the handler lives exactly as long as the
+        // instance, and requests borrow it as `&'static`.
+        let handler: &'static dyn Any = Box::leak(Box::new(H::default()));
+        HANDLER.set(Some(handler));
+        handler
+    });
+    handler
+        .downcast_ref()
+        .expect("a component exports exactly one reprise handler")
+}
+
+pub(crate) fn request_started(policy: &ReusePolicy) {
+    STATE.with_borrow_mut(|state| {
+        state.policy = *policy;
+        state.in_flight += 1;
+        state.accepted += 1;
+        if policy
+            .request_limit()
+            .is_some_and(|limit| state.accepted >= limit)
+        {
+            state.retire();
+        }
+        if !state.full
+            && policy
+                .concurrency_limit()
+                .is_some_and(|limit| state.in_flight >= limit)
+        {
+            state.full = true;
+            backpressure::inc();
+        }
+    });
+}
+
+pub(crate) fn request_finished() {
+    STATE.with_borrow_mut(|state| {
+        state.in_flight -= 1;
+        if state.full
+            && state
+                .policy
+                .concurrency_limit()
+                .is_some_and(|limit| state.in_flight < limit)
+        {
+            state.full = false;
+            backpressure::dec();
+        }
+        if state
+            .policy
+            .memory_limit()
+            .is_some_and(|limit| linear_memory_bytes() > limit)
+        {
+            state.retire();
+        }
+    });
+}
+
+/// Retires this instance: it takes no new requests, the requests in flight
+/// finish normally, and then the host drops it.
+///
+/// Use it when the instance's state can no longer be trusted (a poisoned
+/// cache, a failed invariant) or is too big to keep. Calling it again does
+/// nothing more.
+///
+/// ```no_run
+/// # fn cache_is_corrupt() -> bool { true }
+/// if cache_is_corrupt() {
+///     reprise::retire(); // this request still completes; the next gets a fresh instance
+/// }
+/// ```
+pub fn retire() {
+    STATE.with_borrow_mut(State::retire);
+}
+
+impl State {
+    fn retire(&mut self) {
+        if !self.retired {
+            self.retired = true;
+            backpressure::inc();
+        }
+    }
+}
+
+fn linear_memory_bytes() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    return core::arch::wasm32::memory_size::<0>() as u64 * 65536;
+    #[cfg(not(target_arch = "wasm32"))]
+    return 0;
+}

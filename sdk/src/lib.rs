@@ -1,0 +1,66 @@
+//! # reprise: WASI HTTP handlers that stay correct under instance reuse
+//!
+//! Hosts such as `wasmtime serve` now hand one component instance many
+//! requests: one after another, and (WASIp3) several at once, interleaved at
+//! every `.await`. reprise makes the safe way the easy way:
+//!
+//! - **Instance state is explicit.** Your [`Handler`] value is created once per
+//!   instance and shared by `&` between requests; anything it mutates needs
+//!   visible interior mutability.
+//! - **Request state is scoped.** [`request_local!`] values are fresh for each
+//!   request, invisible to requests that interleave with it, and dropped when
+//!   the request (including work it [`spawn`]ed) ends.
+//! - **Reuse is a declared policy.** [`ReusePolicy`] (never, serial, concurrent
+//!   with limits) is written into the component for hosts to read, and enforced
+//!   at run time through component-model backpressure, so it holds on any host.
+//!
+//! ```no_run
+//! use reprise::{Handler, IntoResponse, Request};
+//!
+//! #[derive(Default)]
+//! struct Hello;
+//!
+//! impl Handler for Hello {
+//!     async fn handle(&self, _request: Request) -> impl IntoResponse {
+//!         "Hello, WASI!"
+//!     }
+//! }
+//!
+//! reprise::export_p3!(Hello);
+//! ```
+//!
+//! The same handler exports to WASIp2 with [`export_p2!`]; reprise then drives
+//! it on a small executor over `wasi:io` pollables, so [`sleep`], [`spawn`] and
+//! streaming bodies work in both worlds.
+//!
+//! What reprise deliberately does not do: routing, JSON, outgoing HTTP. It is
+//! the layer between the host's export and your code; use any router on top.
+#![deny(missing_docs)]
+
+mod body;
+mod export;
+mod handler;
+mod instance;
+mod policy;
+mod rt;
+mod scope;
+
+pub mod backpressure;
+
+pub use body::{Body, BodyError, BodyWriter};
+pub use handler::{Handler, IntoResponse, Request, Response};
+pub use http;
+pub use instance::retire;
+pub use policy::ReusePolicy;
+pub use rt::sleep;
+pub use scope::{RequestContext, RequestLocal, spawn};
+
+/// Items the export macros expand to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::instance::handler;
+    pub use crate::policy::SECTION_LEN;
+    pub use crate::rt::{p2, p3};
+    pub use wasip2;
+    pub use wasip3;
+}

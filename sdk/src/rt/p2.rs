@@ -1,0 +1,288 @@
+//! The WASIp2 half: `wasi:http/incoming-handler@0.2` driven by a small
+//! executor of reprise's own.
+//!
+//! A p2 export is a synchronous call, one request at a time. reprise runs the
+//! same async handler inside it on a single-threaded executor that sleeps in
+//! `wasi:io/poll.poll` until a pollable (a timer, a stream) is ready. The call
+//! returns once the handler, the body and every task the request spawned are
+//! done, so post-response work still finishes inside the request.
+
+use super::{Runtime, world_conversions};
+use crate::body::{BodyError, NextChunk, Source};
+use crate::scope::Scope;
+use crate::{Body, Handler, IntoResponse, ReusePolicy};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+use wasip2::http::types::{
+    Fields, IncomingBody as WasiIncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse,
+    ResponseOutparam,
+};
+use wasip2::io::poll::Pollable;
+use wasip2::io::streams::{InputStream, OutputStream, StreamError};
+
+world_conversions!(wasip2::http::types);
+
+struct P2;
+
+impl Runtime for P2 {
+    fn sleep(&self, duration: Duration) -> super::LocalFuture {
+        let timer = wasip2::clocks::monotonic_clock::subscribe_duration(super::nanos(duration));
+        Box::pin(executor::ready(timer))
+    }
+
+    fn spawn(&self, task: super::LocalFuture) {
+        executor::spawn(task);
+    }
+}
+
+/// Handles one request for the `H` exported by [`export_p2!`](crate::export_p2).
+#[doc(hidden)]
+pub fn handle<H: Handler>(
+    policy: &'static ReusePolicy,
+    request: IncomingRequest,
+    out: ResponseOutparam,
+) {
+    super::install(&P2);
+    let handler = crate::instance::handler::<H>();
+    executor::run(async move {
+        let request = match into_http(request) {
+            Ok(request) => request,
+            Err(code) => return ResponseOutparam::set(out, Err(code)),
+        };
+        let scope = Scope::open(policy, super::request_id_header(request.headers()));
+        let response = scope
+            .enter(async move { handler.handle(request).await.into_response() })
+            .await;
+        scope.enter(respond(response, out)).await;
+    });
+}
+
+fn into_http(request: IncomingRequest) -> Result<crate::Request, ErrorCode> {
+    let method = method(request.method()).map_err(error_code)?;
+    let body = request
+        .consume()
+        .map_err(|()| internal_error("request body already consumed"))?;
+    let stream = body
+        .stream()
+        .map_err(|()| internal_error("request body stream already taken"))?;
+    let body = Body::stream(IncomingBody {
+        stream,
+        _body: body,
+        ended: false,
+    });
+    super::build_request(
+        method,
+        request.scheme().as_ref().map(scheme),
+        request.authority(),
+        request.path_with_query(),
+        request.headers().entries(),
+        body,
+    )
+    .map_err(error_code)
+}
+
+async fn respond(response: crate::Response, out: ResponseOutparam) {
+    let (parts, mut body) = response.into_parts();
+    let fields = match Fields::from_list(&super::response_fields(&parts.headers, &body)) {
+        Ok(fields) => fields,
+        Err(e) => {
+            let message = format!("response header rejected: {e:?}");
+            return ResponseOutparam::set(out, Err(internal_error(message)));
+        }
+    };
+    let response = OutgoingResponse::new(fields);
+    if response.set_status_code(parts.status.as_u16()).is_err() {
+        let message = format!("status {} rejected", parts.status);
+        return ResponseOutparam::set(out, Err(internal_error(message)));
+    }
+    let outgoing = response
+        .body()
+        .expect("a new response's body is taken once");
+    ResponseOutparam::set(out, Ok(response));
+
+    let stream = outgoing.write().expect("a new body's stream is taken once");
+    let mut complete = true;
+    while let Some(chunk) = body.chunk().await {
+        let written = match chunk {
+            Ok(bytes) => write_all(&stream, &bytes).await,
+            Err(_) => Err(StreamError::Closed),
+        };
+        if written.is_err() {
+            complete = false;
+            break;
+        }
+    }
+    complete &= flush(&stream).await.is_ok();
+    drop(stream);
+    if complete {
+        let _ = OutgoingBody::finish(outgoing, None);
+    }
+    // Otherwise dropping `outgoing` unfinished tells the host the body is
+    // incomplete, so the client does not take a truncated body as whole.
+}
+
+async fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
+    while !bytes.is_empty() {
+        let permitted = stream.check_write()?;
+        if permitted == 0 {
+            executor::ready(stream.subscribe()).await;
+            continue;
+        }
+        let n = bytes
+            .len()
+            .min(usize::try_from(permitted).unwrap_or(usize::MAX));
+        stream.write(&bytes[..n])?;
+        bytes = &bytes[n..];
+    }
+    Ok(())
+}
+
+async fn flush(stream: &OutputStream) -> Result<(), StreamError> {
+    stream.flush()?;
+    executor::ready(stream.subscribe()).await;
+    stream.check_write().map(drop)
+}
+
+/// A request body as the host streams it.
+struct IncomingBody {
+    // Declared before `_body`: a stream must be dropped before its body.
+    stream: InputStream,
+    _body: WasiIncomingBody,
+    ended: bool,
+}
+
+const READ_SIZE: u64 = 16 * 1024;
+
+impl Source for IncomingBody {
+    fn next_chunk(&mut self) -> NextChunk<'_> {
+        Box::pin(async move {
+            while !self.ended {
+                match self.stream.read(READ_SIZE) {
+                    Ok(bytes) if bytes.is_empty() => executor::ready(self.stream.subscribe()).await,
+                    Ok(bytes) => return Some(Ok(bytes.into())),
+                    Err(StreamError::Closed) => self.ended = true,
+                    Err(StreamError::LastOperationFailed(error)) => {
+                        self.ended = true;
+                        let message = error.to_debug_string();
+                        return Some(Err(BodyError(format!("request body failed: {message}"))));
+                    }
+                }
+            }
+            None
+        })
+    }
+}
+
+/// A single-threaded executor for one p2 call.
+mod executor {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    thread_local! {
+        static TASKS: RefCell<Vec<Option<super::super::LocalFuture>>> = const { RefCell::new(Vec::new()) };
+        static LIVE: Cell<usize> = const { Cell::new(0) };
+        static RUNNABLE: RefCell<VecDeque<usize>> = const { RefCell::new(VecDeque::new()) };
+        /// Pollables that pending tasks wait on, with the waker to call.
+        static WAITING: RefCell<Vec<(Rc<Pollable>, Waker)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    struct TaskWaker(usize);
+
+    impl Wake for TaskWaker {
+        fn wake(self: Arc<Self>) {
+            RUNNABLE.with_borrow_mut(|runnable| runnable.push_back(self.0));
+        }
+    }
+
+    pub(super) fn spawn(task: super::super::LocalFuture) {
+        let id = TASKS.with_borrow_mut(|tasks| {
+            tasks.push(Some(task));
+            tasks.len() - 1
+        });
+        LIVE.set(LIVE.get() + 1);
+        RUNNABLE.with_borrow_mut(|runnable| runnable.push_back(id));
+    }
+
+    /// Runs `main` and everything it spawns to completion.
+    pub(super) fn run(main: impl Future<Output = ()> + 'static) {
+        spawn(Box::pin(main));
+        loop {
+            while let Some(id) = RUNNABLE.with_borrow_mut(VecDeque::pop_front) {
+                poll_task(id);
+            }
+            if LIVE.get() == 0 {
+                break;
+            }
+            wait_for_pollables();
+        }
+        TASKS.with_borrow_mut(Vec::clear);
+        WAITING.with_borrow_mut(Vec::clear);
+    }
+
+    fn poll_task(id: usize) {
+        // Taken out while polling: the task may spawn, which pushes to TASKS.
+        let Some(mut task) = TASKS.with_borrow_mut(|tasks| tasks[id].take()) else {
+            return; // finished already; a stale wake-up
+        };
+        let waker = Waker::from(Arc::new(TaskWaker(id)));
+        match task.as_mut().poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(()) => LIVE.set(LIVE.get() - 1),
+            Poll::Pending => TASKS.with_borrow_mut(|tasks| tasks[id] = Some(task)),
+        }
+    }
+
+    /// Blocks in `wasi:io/poll.poll` until some awaited pollable is ready.
+    fn wait_for_pollables() {
+        let waiting = WAITING.take();
+        assert!(
+            !waiting.is_empty(),
+            "reprise: every task of this request waits, and nothing can wake them"
+        );
+        let pollables: Vec<&Pollable> = waiting.iter().map(|(pollable, _)| &**pollable).collect();
+        let mut ready = vec![false; waiting.len()];
+        for index in wasip2::io::poll::poll(&pollables) {
+            ready[index as usize] = true;
+        }
+        drop(pollables);
+        for ((pollable, waker), ready) in waiting.into_iter().zip(ready) {
+            if ready {
+                waker.wake();
+            } else {
+                WAITING.with_borrow_mut(|waiting| waiting.push((pollable, waker)));
+            }
+        }
+    }
+
+    /// Resolves once `pollable` is ready.
+    pub(super) fn ready(pollable: Pollable) -> Ready {
+        Ready(Rc::new(pollable))
+    }
+
+    pub(super) struct Ready(Rc<Pollable>);
+
+    impl Future for Ready {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0.ready() {
+                return Poll::Ready(());
+            }
+            let entry = (self.0.clone(), cx.waker().clone());
+            WAITING.with_borrow_mut(|waiting| waiting.push(entry));
+            Poll::Pending
+        }
+    }
+
+    impl Drop for Ready {
+        /// Forgets the pollable, so that an abandoned wait neither keeps the
+        /// executor asleep nor outlives the stream it belongs to (a child
+        /// pollable must be dropped before its stream).
+        fn drop(&mut self) {
+            WAITING.with_borrow_mut(|waiting| waiting.retain(|(p, _)| !Rc::ptr_eq(p, &self.0)));
+        }
+    }
+}

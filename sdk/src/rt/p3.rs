@@ -1,0 +1,148 @@
+//! The WASIp3 half: `wasi:http/handler@0.3.0` on wit-bindgen's async runtime.
+//!
+//! Each request is a component-model task; requests on one instance
+//! interleave at every `.await`, which is why the scope travels with futures.
+//! The response goes back as soon as the handler returns it, and its body is
+//! written by a task that stays in the request's scope.
+
+use super::{Runtime, world_conversions};
+use crate::body::{BodyError, NextChunk, Source};
+use crate::scope::Scope;
+use crate::{Body, Handler, IntoResponse, ReusePolicy};
+use bytes::Bytes;
+use std::time::Duration;
+use wasip3::http::types::{Fields, Request, Response, Trailers};
+use wasip3::wit_bindgen::{FutureReader, FutureWriter, StreamReader, StreamResult, StreamWriter};
+use wasip3::{wit_future, wit_stream};
+
+world_conversions!(wasip3::http::types);
+
+struct P3;
+
+impl Runtime for P3 {
+    fn sleep(&self, duration: Duration) -> super::LocalFuture {
+        Box::pin(wasip3::clocks::monotonic_clock::wait_for(super::nanos(
+            duration,
+        )))
+    }
+
+    fn spawn(&self, task: super::LocalFuture) {
+        wasip3::spawn_local(task);
+    }
+}
+
+/// Handles one request for the `H` exported by [`export_p3!`](crate::export_p3).
+#[doc(hidden)]
+pub async fn handle<H: Handler>(
+    policy: &'static ReusePolicy,
+    request: Request,
+) -> Result<Response, ErrorCode> {
+    super::install(&P3);
+    let handler = crate::instance::handler::<H>();
+    let request = into_http(request)?;
+    let scope = Scope::open(policy, super::request_id_header(request.headers()));
+    let response = scope
+        .enter(async move { handler.handle(request).await.into_response() })
+        .await;
+    from_http(response, &scope)
+}
+
+fn into_http(request: Request) -> Result<crate::Request, ErrorCode> {
+    let method = method(request.get_method()).map_err(error_code)?;
+    let wasi_scheme = request.get_scheme();
+    let authority = request.get_authority();
+    let path = request.get_path_with_query();
+    let headers = request.get_headers().copy_all();
+    // Dropping `done` (with the body) tells the host the guest has finished
+    // with the request body.
+    let (done, done_reader) = wit_future::new(|| Ok(()));
+    let (stream, trailers) = Request::consume_body(request, done_reader);
+    let body = Body::stream(IncomingBody {
+        stream,
+        trailers: Some(trailers),
+        _done: done,
+    });
+    super::build_request(
+        method,
+        wasi_scheme.as_ref().map(scheme),
+        authority,
+        path,
+        headers,
+        body,
+    )
+    .map_err(error_code)
+}
+
+fn from_http(response: crate::Response, scope: &Scope) -> Result<Response, ErrorCode> {
+    let (parts, body) = response.into_parts();
+    let fields = Fields::from_list(&super::response_fields(&parts.headers, &body))
+        .map_err(|e| internal_error(format!("response header rejected: {e:?}")))?;
+    let (trailers_writer, trailers) = wit_future::new(|| Ok(None));
+    let contents = if body.as_full().is_some_and(Bytes::is_empty) {
+        None
+    } else {
+        let (writer, reader) = wit_stream::new();
+        wasip3::spawn_local(scope.enter(send_body(body, writer, trailers_writer)));
+        Some(reader)
+    };
+    let (response, _transmitted) = Response::new(fields, contents, trailers);
+    response
+        .set_status_code(parts.status.as_u16())
+        .map_err(|()| internal_error(format!("status {} rejected", parts.status)))?;
+    Ok(response)
+}
+
+type TrailersResult = Result<Option<Trailers>, ErrorCode>;
+
+async fn send_body(
+    mut body: Body,
+    mut writer: StreamWriter<u8>,
+    trailers: FutureWriter<TrailersResult>,
+) {
+    while let Some(chunk) = body.chunk().await {
+        match chunk {
+            Ok(bytes) => {
+                if !writer.write_all(bytes.into()).await.is_empty() {
+                    return; // the host stopped reading: the client is gone
+                }
+            }
+            Err(error) => {
+                drop(writer);
+                let _ = trailers.write(Err(internal_error(error))).await;
+                return;
+            }
+        }
+    }
+    // Dropping the writers ends the body with the default: no trailers.
+}
+
+/// A request body as the host streams it.
+struct IncomingBody {
+    stream: StreamReader<u8>,
+    /// Taken once the stream ends; it says whether the upload completed.
+    trailers: Option<FutureReader<TrailersResult>>,
+    _done: FutureWriter<Result<(), ErrorCode>>,
+}
+
+const READ_SIZE: usize = 16 * 1024;
+
+impl Source for IncomingBody {
+    fn next_chunk(&mut self) -> NextChunk<'_> {
+        Box::pin(async move {
+            // `trailers` is gone once the end was reported: stay ended.
+            self.trailers.as_ref()?;
+            loop {
+                let (result, bytes) = self.stream.read(Vec::with_capacity(READ_SIZE)).await;
+                match result {
+                    StreamResult::Complete(_) if bytes.is_empty() => continue,
+                    StreamResult::Complete(_) => return Some(Ok(bytes.into())),
+                    StreamResult::Dropped | StreamResult::Cancelled => break,
+                }
+            }
+            match self.trailers.take()?.await {
+                Ok(_) => None,
+                Err(code) => Some(Err(BodyError(format!("request body failed: {code:?}")))),
+            }
+        })
+    }
+}

@@ -1,0 +1,254 @@
+//! The request scope: what belongs to one request and to nothing else.
+//!
+//! Every request runs inside a scope that the export glue opens on entry. The
+//! scope follows the request's futures, not the call stack: whichever future
+//! of which request the executor polls, that request's scope is current while
+//! it runs. So request-local values never leak into a request that
+//! interleaves on the same instance. The scope closes when the last future
+//! holding it (the handler, the tasks it spawned, its body stream) is done,
+//! and closing it drops the request's values and tells the instance the
+//! request ended.
+//!
+//! This module does not decide anything about reuse; `instance` does, from the
+//! start and end events that scopes report.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// Identity and timing of the request being handled.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    id: Rc<str>,
+    started: Instant,
+}
+
+impl RequestContext {
+    /// The context of the request whose code is running.
+    ///
+    /// # Panics
+    /// Outside a request (for example in a `Default` impl), since there is no
+    /// request to describe. Use [`RequestContext::try_current`] to test first.
+    pub fn current() -> RequestContext {
+        Self::try_current().unwrap_or_else(|| panic!("{OUTSIDE}"))
+    }
+
+    /// The context of the request whose code is running, or `None` outside a
+    /// request.
+    pub fn try_current() -> Option<RequestContext> {
+        with_current(|scope| scope.map(|scope| scope.0.context.clone()))
+    }
+
+    /// The request's id: its `x-request-id` header if the client or a proxy
+    /// sent one, otherwise an id generated when the request arrived.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// When the request arrived at this instance.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+}
+
+const OUTSIDE: &str = "reprise: request-scoped state used outside a request; it exists only \
+     while a handler (or a task it spawned) runs";
+
+/// One request's scope. Cloning shares it; the last clone dropped ends it.
+#[derive(Clone)]
+pub(crate) struct Scope(Rc<ScopeInner>);
+
+struct ScopeInner {
+    context: RequestContext,
+    locals: RefCell<Vec<(usize, Rc<dyn Any>)>>,
+}
+
+impl Scope {
+    /// Opens a scope and reports the request's start to the instance.
+    pub(crate) fn open(policy: &crate::ReusePolicy, request_id: Option<&str>) -> Scope {
+        crate::instance::request_started(policy);
+        let id = match request_id {
+            Some(id) => id.into(),
+            None => generate_id(),
+        };
+        Scope(Rc::new(ScopeInner {
+            context: RequestContext {
+                id,
+                started: Instant::now(),
+            },
+            locals: RefCell::default(),
+        }))
+    }
+
+    /// Runs `future` with this scope current whenever it is polled.
+    pub(crate) fn enter<F: Future>(&self, future: F) -> Scoped<F> {
+        Scoped {
+            scope: self.clone(),
+            future: Box::pin(future),
+        }
+    }
+}
+
+impl Drop for ScopeInner {
+    fn drop(&mut self) {
+        // Drop the request's values first: their destructors belong to the
+        // request, and the instance may retire right after it hears the end.
+        self.locals.get_mut().clear();
+        crate::instance::request_finished();
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<Option<Scope>> = const { Cell::new(None) };
+}
+
+fn with_current<R>(f: impl FnOnce(Option<&Scope>) -> R) -> R {
+    CURRENT.with(|current| {
+        let scope = current.take();
+        let result = f(scope.as_ref());
+        current.set(scope);
+        result
+    })
+}
+
+/// A future that makes its request's scope current while it is polled.
+pub(crate) struct Scoped<F> {
+    scope: Scope,
+    future: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        let outer = CURRENT.replace(Some(this.scope.clone()));
+        let poll = this.future.as_mut().poll(cx);
+        CURRENT.set(outer);
+        poll
+    }
+}
+
+/// Runs `future` concurrently with the current request, inside its scope.
+///
+/// The task sees the request's request-local values, and the request does not
+/// end (for its values, and for the instance's reuse policy) until the task
+/// finishes. Use it for work after the response, such as streaming a body.
+///
+/// # Panics
+/// Outside a request.
+pub fn spawn(future: impl Future<Output = ()> + 'static) {
+    let scope = with_current(|scope| scope.cloned()).unwrap_or_else(|| panic!("{OUTSIDE}"));
+    crate::rt::spawn(Box::pin(scope.enter(future)));
+}
+
+/// A value that each request gets its own copy of.
+///
+/// Declare one with [`request_local!`](crate::request_local). The first use
+/// in a request creates the value; the request's end drops it. Concurrent
+/// requests on one instance each see their own.
+pub struct RequestLocal<T: 'static> {
+    init: fn() -> T,
+}
+
+impl<T: 'static> RequestLocal<T> {
+    #[doc(hidden)]
+    pub const fn new(init: fn() -> T) -> Self {
+        RequestLocal { init }
+    }
+
+    /// Calls `f` with this request's value, creating it on first use.
+    ///
+    /// # Panics
+    /// Outside a request: there is no request to own the value, and sharing
+    /// one silently is the bug this type exists to prevent.
+    pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
+        let value = self.value().unwrap_or_else(|| panic!("{OUTSIDE}"));
+        f(&value)
+    }
+
+    /// Like [`RequestLocal::with`], but `None` outside a request.
+    pub fn try_with<R>(&'static self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        self.value().map(|value| f(&value))
+    }
+
+    fn value(&'static self) -> Option<Rc<T>> {
+        // The static's address is its identity: unique, and stable for the
+        // whole instance.
+        let key = self as *const Self as usize;
+        let scope = with_current(|scope| scope.cloned())?;
+        let existing = scope
+            .0
+            .locals
+            .borrow()
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, value)| value.clone());
+        let value = existing.unwrap_or_else(|| {
+            // Initialise without holding the borrow: `init` may use other
+            // request-locals.
+            let value: Rc<dyn Any> = Rc::new((self.init)());
+            scope.0.locals.borrow_mut().push((key, value.clone()));
+            value
+        });
+        Some(
+            value
+                .downcast()
+                .expect("request-local keys are unique per type"),
+        )
+    }
+}
+
+impl<T: 'static> fmt::Debug for RequestLocal<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RequestLocal { .. }")
+    }
+}
+
+/// Declares values that each request gets its own copy of.
+///
+/// ```no_run
+/// use std::cell::RefCell;
+///
+/// reprise::request_local! {
+///     /// The signed-in user, once the request has authenticated.
+///     static USER: RefCell<Option<String>> = RefCell::new(None);
+/// }
+///
+/// # async fn handler() {
+/// USER.with(|user| *user.borrow_mut() = Some("ada".into()));
+/// // ... later in the same request, even after awaits:
+/// let name = USER.with(|user| user.borrow().clone());
+/// # }
+/// ```
+///
+/// Mutation goes through interior mutability (`Cell`, `RefCell`), as with
+/// `thread_local!`: the value is shared by the request's own tasks.
+#[macro_export]
+macro_rules! request_local {
+    ($($(#[$attr:meta])* $vis:vis static $name:ident: $ty:ty = $init:expr;)+) => {
+        $(
+            $(#[$attr])*
+            $vis static $name: $crate::RequestLocal<$ty> = $crate::RequestLocal::new(|| $init);
+        )+
+    };
+}
+
+/// An id unique within this instance and, with a random per-instance prefix,
+/// very likely across instances.
+fn generate_id() -> Rc<str> {
+    use std::hash::{BuildHasher, RandomState};
+    thread_local! {
+        static PREFIX: u32 = RandomState::new().hash_one(0u8) as u32;
+        static NEXT: Cell<u64> = const { Cell::new(0) };
+    }
+    let sequence = NEXT.with(|next| {
+        next.set(next.get() + 1);
+        next.get()
+    });
+    format!("{:08x}-{sequence}", PREFIX.with(|prefix| *prefix)).into()
+}
