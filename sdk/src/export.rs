@@ -44,7 +44,7 @@ macro_rules! export_p3 {
                     $crate::__private::wasip3::http::types::Response,
                     $crate::__private::wasip3::http::types::ErrorCode,
                 > {
-                    $crate::__private::p3::handle::<$handler>(&POLICY, request).await
+                    $crate::__private::p3::handle::<$handler>(&REPRISE_REUSE_POLICY, request).await
                 }
             }
 
@@ -84,7 +84,11 @@ macro_rules! export_p2 {
                     request: $crate::__private::wasip2::http::types::IncomingRequest,
                     response_out: $crate::__private::wasip2::http::types::ResponseOutparam,
                 ) {
-                    $crate::__private::p2::handle::<$handler>(&POLICY, request, response_out)
+                    $crate::__private::p2::handle::<$handler>(
+                        &REPRISE_REUSE_POLICY,
+                        request,
+                        response_out,
+                    )
                 }
             }
 
@@ -95,15 +99,16 @@ macro_rules! export_p2 {
     };
 }
 
-/// Defines `POLICY` and the custom section that carries it.
+/// Defines `REPRISE_REUSE_POLICY` and the custom section that carries it.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __reuse_policy_section {
     ($policy:expr) => {
-        const POLICY: $crate::ReusePolicy = $policy;
+        const REPRISE_REUSE_POLICY: $crate::ReusePolicy = $policy;
 
         #[used]
         #[unsafe(link_section = "reprise:reuse-policy")]
-        static REUSE_POLICY_SECTION: [u8; $crate::__private::SECTION_LEN] = POLICY.to_section();
+        static REUSE_POLICY_SECTION: [u8; $crate::__private::SECTION_LEN] =
+            REPRISE_REUSE_POLICY.to_section();
     };
 }

@@ -52,6 +52,23 @@ pub trait Handler: Default + 'static {
     fn handle(&self, request: Request) -> impl Future<Output = impl IntoResponse>;
 }
 
+/// The raw value of query parameter `name` in the request's URI, if present.
+///
+/// No percent-decoding: enough for numbers and flags, which is what samples
+/// and probes pass. Use a URL crate for anything richer.
+///
+/// ```
+/// let request = reprise::Request::new(Default::default());
+/// assert_eq!(reprise::query_param(&request, "ms"), None);
+/// ```
+pub fn query_param<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    let query = request.uri().query()?;
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then_some(value)
+    })
+}
+
 /// Anything a handler may return.
 ///
 /// Strings and bodies become `200 OK`, a [`StatusCode`] an empty response with

@@ -18,6 +18,7 @@ thread_local! {
         RefCell::new(State {
             policy: ReusePolicy::concurrent(),
             in_flight: 0,
+            most_in_flight: 0,
             accepted: 0,
             full: false,
             retired: false,
@@ -28,6 +29,7 @@ thread_local! {
 struct State {
     policy: ReusePolicy,
     in_flight: u32,
+    most_in_flight: u32,
     accepted: u64,
     /// Backpressure raised because `in_flight` reached the concurrency limit.
     full: bool,
@@ -54,6 +56,7 @@ pub(crate) fn request_started(policy: &ReusePolicy) {
     STATE.with_borrow_mut(|state| {
         state.policy = *policy;
         state.in_flight += 1;
+        state.most_in_flight = state.most_in_flight.max(state.in_flight);
         state.accepted += 1;
         if policy
             .request_limit()
@@ -92,6 +95,50 @@ pub(crate) fn request_finished() {
             state.retire();
         }
     });
+}
+
+/// What this instance has seen so far, for logs, metrics and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstanceStats {
+    /// Requests this instance has accepted, including the current one.
+    pub requests: u64,
+    /// Requests in flight now, including the current one.
+    pub in_flight: u32,
+    /// Most requests ever in flight at once on this instance.
+    pub most_in_flight: u32,
+    /// Whether the instance takes no new requests ([`retire`] or a limit).
+    pub retiring: bool,
+}
+
+impl std::fmt::Display for InstanceStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let InstanceStats {
+            requests,
+            in_flight,
+            most_in_flight,
+            retiring,
+        } = self;
+        write!(
+            f,
+            "requests={requests} in_flight={in_flight} most_in_flight={most_in_flight} \
+             retiring={retiring}"
+        )
+    }
+}
+
+/// What this instance has seen so far.
+///
+/// ```no_run
+/// let stats = reprise::instance_stats();
+/// println!("request {} on this instance", stats.requests);
+/// ```
+pub fn instance_stats() -> InstanceStats {
+    STATE.with_borrow(|state| InstanceStats {
+        requests: state.accepted,
+        in_flight: state.in_flight,
+        most_in_flight: state.most_in_flight,
+        retiring: state.retired,
+    })
 }
 
 /// Retires this instance: it takes no new requests, the requests in flight

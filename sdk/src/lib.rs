@@ -48,9 +48,9 @@ mod scope;
 pub mod backpressure;
 
 pub use body::{Body, BodyError, BodyWriter};
-pub use handler::{Handler, IntoResponse, Request, Response};
+pub use handler::{Handler, IntoResponse, Request, Response, query_param};
 pub use http;
-pub use instance::retire;
+pub use instance::{InstanceStats, instance_stats, retire};
 pub use policy::ReusePolicy;
 pub use rt::sleep;
 pub use scope::{RequestContext, RequestLocal, spawn};

@@ -9,18 +9,10 @@ struct Sleep;
 
 impl Handler for Sleep {
     async fn handle(&self, request: Request) -> impl IntoResponse {
-        let ms = query_ms(&request);
+        let ms = reprise::query_param(&request, "ms").and_then(|ms| ms.parse().ok());
         reprise::sleep(ms.map_or(Duration::MAX, Duration::from_millis)).await;
         format!("slept {} ms\n", ms.unwrap_or(u64::MAX))
     }
-}
-
-/// The `ms` query parameter, if it is a number.
-fn query_ms(request: &Request) -> Option<u64> {
-    let query = request.uri().query()?;
-    query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("ms=")?.parse().ok())
 }
 
 reprise::export_p3!(Sleep);

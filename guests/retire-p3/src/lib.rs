@@ -1,0 +1,22 @@
+//! Retiring an instance from inside a request. `?retire=1` calls
+//! `reprise::retire()`: requests in flight finish, no new one starts here,
+//! and the host then drops the instance. `?ms=N` makes a request slow.
+
+use reprise::{Handler, IntoResponse, Request};
+use std::time::Duration;
+
+#[derive(Default)]
+struct Retire;
+
+impl Handler for Retire {
+    async fn handle(&self, request: Request) -> impl IntoResponse {
+        if reprise::query_param(&request, "retire") == Some("1") {
+            reprise::retire();
+        }
+        let ms = reprise::query_param(&request, "ms").and_then(|ms| ms.parse().ok());
+        reprise::sleep(Duration::from_millis(ms.unwrap_or(0))).await;
+        format!("{}\n", reprise::instance_stats())
+    }
+}
+
+reprise::export_p3!(Retire);
