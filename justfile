@@ -1,0 +1,41 @@
+# Everyday commands for reprise. `just` lists them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+guests := "target/wasm32-wasip2/release"
+host := "target/release/host-runner"
+
+# List the recipes
+default:
+    @just --list
+
+# Install what the build needs, if missing (the wasm32-wasip2 target, just)
+setup:
+    @scripts/install-tools.sh
+
+# Build every sample guest for wasm32-wasip2 (release)
+build-guests: setup
+    cargo build --release --target wasm32-wasip2 --workspace --exclude host-runner
+
+# Build the guests and host-runner (release: the tests and benchmarks share it)
+build: build-guests
+    cargo build --release -p host-runner
+
+# Serve a sample, e.g. `just serve sleep-p3 --request-timeout 1s`
+serve guest *flags: build
+    {{host}} serve --addr 127.0.0.1:8080 {{flags}} {{guests}}/{{replace(guest, "-", "_")}}.wasm
+
+# Build, then serve hello-p3 on 127.0.0.1:8080
+demo: build
+    @echo "Try: curl http://127.0.0.1:8080/"
+    {{host}} serve --addr 127.0.0.1:8080 {{guests}}/hello_p3.wasm
+
+# Run the whole test suite: SDK unit and doc tests, then end to end over HTTP
+test: build
+    cargo test --release -p reprise -p host-runner
+
+# Format check and clippy, host and guests
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --release -p host-runner --all-targets -- -D warnings
+    cargo clippy --release --target wasm32-wasip2 --workspace --exclude host-runner --all-targets -- -D warnings
