@@ -1,0 +1,63 @@
+//! Misbehaves when asked to, so that tests can watch the host contain it.
+//! Each query parameter is one fault; several may be combined:
+//!
+//! - `trap=1`: panic, which traps the instance
+//! - `busy_ms=N`: spin the CPU for N ms without yielding (`busy_ms=forever`)
+//! - `sleep_ms=N`: an async sleep
+//! - `leak_kib=N`: leak N KiB of linear memory
+//! - `retire=1`: retire the instance
+//! - `hold_ms=N`: hold backpressure for N ms
+//! - `body_kib=N`: stream an N KiB body, 16 KiB per chunk
+
+use reprise::{Body, Handler, IntoResponse, Request, Response, backpressure, query_param};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct Faults;
+
+fn number(request: &Request, name: &str) -> Option<u64> {
+    query_param(request, name).and_then(|n| n.parse().ok())
+}
+
+impl Handler for Faults {
+    async fn handle(&self, request: Request) -> impl IntoResponse {
+        if query_param(&request, "trap") == Some("1") {
+            panic!("trap requested");
+        }
+        if query_param(&request, "busy_ms") == Some("forever") {
+            #[allow(clippy::empty_loop)]
+            loop {}
+        }
+        if let Some(ms) = number(&request, "busy_ms") {
+            let until = Instant::now() + Duration::from_millis(ms);
+            while Instant::now() < until {}
+        }
+        if let Some(ms) = number(&request, "sleep_ms") {
+            reprise::sleep(Duration::from_millis(ms)).await;
+        }
+        if let Some(kib) = number(&request, "leak_kib") {
+            Vec::leak(vec![1u8; kib as usize * 1024]);
+        }
+        if query_param(&request, "retire") == Some("1") {
+            reprise::retire();
+        }
+        if let Some(ms) = number(&request, "hold_ms") {
+            let _quiet = backpressure::hold();
+            reprise::sleep(Duration::from_millis(ms)).await;
+        }
+        let Some(kib) = number(&request, "body_kib") else {
+            return Response::new(format!("ok {}\n", reprise::instance_stats()).into());
+        };
+        let (mut writer, body) = Body::channel();
+        reprise::spawn(async move {
+            for _ in 0..kib.div_ceil(16) {
+                if writer.write(vec![b'x'; 16 * 1024]).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Response::new(body)
+    }
+}
+
+reprise::export_p3!(Faults);
