@@ -1,0 +1,285 @@
+//! Loading a component file and detecting which WASI HTTP world it serves.
+//!
+//! Anything that is not a servable component (a missing file, a file that is
+//! not wasm, a core module, a component without an HTTP handler, imports the
+//! host does not provide) is refused here, before any socket is opened, with
+//! a [`LoadError`] that names the file and says what to do. This module does
+//! not instantiate the component and does not read custom sections.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+use wasmtime_wasi_http::handler::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre as P2ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
+
+use crate::engine::{self, Allocator};
+use crate::host::{self, Host};
+
+/// The WASI HTTP world a component serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum World {
+    /// WASI 0.2: exports `wasi:http/incoming-handler@0.2.x`; one call at a
+    /// time per instance.
+    P2,
+    /// WASI 0.3: exports `wasi:http/handler@0.3.x`; calls may interleave.
+    P3,
+}
+
+impl fmt::Display for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            World::P2 => "p2 (wasi:http/incoming-handler@0.2)",
+            World::P3 => "p3 (wasi:http/handler@0.3)",
+        })
+    }
+}
+
+/// A component ready to be instantiated, with the engine it was compiled
+/// for.
+pub struct LoadedComponent {
+    path: PathBuf,
+    engine: Engine,
+    allocator: Allocator,
+    interruptible: bool,
+    world: World,
+    pre: ProxyPre<Host>,
+}
+
+impl LoadedComponent {
+    /// Reads, compiles, links and classifies the component at `path`.
+    ///
+    /// `interruptible` compiles epoch checks into the guest; request
+    /// timeouts need it to stop guests that never yield.
+    pub fn load(path: &Path, interruptible: bool) -> Result<Self, LoadError> {
+        let problem = |kind| LoadError {
+            path: path.to_path_buf(),
+            kind,
+        };
+        let bytes = std::fs::read(path).map_err(|e| problem(LoadErrorKind::Unreadable(e)))?;
+        classify_binary(&bytes).map_err(problem)?;
+
+        let (engine, allocator) = engine::build(interruptible)
+            .map_err(|e| problem(LoadErrorKind::Engine(one_line(&e))))?;
+        let component = Component::from_binary(&engine, &bytes)
+            .map_err(|e| problem(LoadErrorKind::Invalid(one_line(&e))))?;
+
+        // Exports are checked before imports: a component that serves no
+        // HTTP at all is better reported as such than by its first import.
+        if !exports_http_handler(&engine, &component) {
+            return Err(problem(LoadErrorKind::NoHttpHandler));
+        }
+        let linker =
+            host::linker(&engine).map_err(|e| problem(LoadErrorKind::Engine(one_line(&e))))?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| problem(LoadErrorKind::UnsatisfiedImport(one_line(&e))))?;
+        // The typed bindings are the authority on the world: they check the
+        // handler's full signature, not just the export's name.
+        let (world, pre) = match ServicePre::new(instance_pre.clone()) {
+            Ok(pre) => (World::P3, ProxyPre::P3(pre)),
+            Err(p3_error) => match P2ProxyPre::new(instance_pre) {
+                Ok(pre) => (World::P2, ProxyPre::P2(pre)),
+                Err(p2_error) => {
+                    return Err(problem(LoadErrorKind::HandlerMismatch(format!(
+                        "as p3: {}; as p2: {}",
+                        one_line(&p3_error),
+                        one_line(&p2_error)
+                    ))));
+                }
+            },
+        };
+
+        Ok(Self {
+            path: path.to_path_buf(),
+            engine,
+            allocator,
+            interruptible,
+            world,
+            pre,
+        })
+    }
+
+    /// The file this component was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The world the component serves.
+    pub fn world(&self) -> World {
+        self.world
+    }
+
+    /// The instance allocator the engine ended up with.
+    pub fn allocator(&self) -> Allocator {
+        self.allocator
+    }
+
+    /// Whether guest code was compiled with epoch checks (needed for
+    /// request timeouts).
+    pub fn interruptible(&self) -> bool {
+        self.interruptible
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn pre(&self) -> &ProxyPre<Host> {
+        &self.pre
+    }
+}
+
+/// Why a component cannot be served; displays as one line naming the file
+/// and what to do about it.
+#[derive(Debug)]
+pub struct LoadError {
+    path: PathBuf,
+    kind: LoadErrorKind,
+}
+
+#[derive(Debug)]
+enum LoadErrorKind {
+    Unreadable(io::Error),
+    NotWasm,
+    CoreModule,
+    UnknownWasmVersion([u8; 4]),
+    Engine(String),
+    Invalid(String),
+    NoHttpHandler,
+    UnsatisfiedImport(String),
+    HandlerMismatch(String),
+}
+
+impl LoadError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        match &self.kind {
+            LoadErrorKind::Unreadable(e) if e.kind() == io::ErrorKind::NotFound => write!(
+                f,
+                "{path}: no such file; pass the path of a component (.wasm), e.g. one built by `just build`"
+            ),
+            LoadErrorKind::Unreadable(e) => write!(
+                f,
+                "{path}: cannot read the file ({e}); check the path and its permissions"
+            ),
+            LoadErrorKind::NotWasm => write!(
+                f,
+                "{path} is not a WebAssembly binary; pass a component built for wasm32-wasip2 (.wasm)"
+            ),
+            LoadErrorKind::CoreModule => write!(
+                f,
+                "{path} is a core WebAssembly module, not a component; build it for the wasm32-wasip2 target or wrap it with `wasm-tools component new`"
+            ),
+            LoadErrorKind::UnknownWasmVersion(version) => write!(
+                f,
+                "{path} is a WebAssembly binary of an unknown version/layer ({version:02x?}); rebuild it as a component with a current toolchain"
+            ),
+            LoadErrorKind::Engine(e) => {
+                write!(f, "{path}: could not set up wasmtime to run it: {e}")
+            }
+            LoadErrorKind::Invalid(e) => write!(
+                f,
+                "{path} is not a valid component ({e}); rebuild it, and check that the toolchain targets WASI 0.2 or 0.3"
+            ),
+            LoadErrorKind::NoHttpHandler => write!(
+                f,
+                "{path} exports no HTTP handler (neither wasi:http/handler@0.3 nor wasi:http/incoming-handler@0.2); build it as an HTTP component, e.g. with the reprise SDK's export macro"
+            ),
+            LoadErrorKind::UnsatisfiedImport(e) => write!(
+                f,
+                "{path} needs an import host-runner does not provide ({e}); host-runner provides WASI 0.2 and 0.3 (cli, clocks, filesystem, random, sockets, http), so remove the dependency or use a host that provides it"
+            ),
+            LoadErrorKind::HandlerMismatch(e) => write!(
+                f,
+                "{path} exports an HTTP handler host-runner cannot call ({e}); rebuild it against wasi:http 0.2.x or 0.3.0"
+            ),
+        }
+    }
+}
+
+/// The message already includes the underlying error, so no `source` is
+/// reported: printing the chain would repeat it.
+impl std::error::Error for LoadError {}
+
+/// Checks the 8-byte preamble so that the common mistakes (a text file, a
+/// core module) get a precise message instead of a parser error.
+fn classify_binary(bytes: &[u8]) -> Result<(), LoadErrorKind> {
+    const MAGIC: &[u8; 4] = b"\0asm";
+    const CORE_MODULE: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
+    // Version 0x0d of the component layer (layer 1), as emitted by every
+    // current component toolchain.
+    const COMPONENT: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+
+    let Some((magic, rest)) = bytes.split_first_chunk::<4>() else {
+        return Err(LoadErrorKind::NotWasm);
+    };
+    if magic != MAGIC {
+        return Err(LoadErrorKind::NotWasm);
+    }
+    let Some((version, _)) = rest.split_first_chunk::<4>() else {
+        return Err(LoadErrorKind::NotWasm);
+    };
+    match *version {
+        COMPONENT => Ok(()),
+        CORE_MODULE => Err(LoadErrorKind::CoreModule),
+        other => Err(LoadErrorKind::UnknownWasmVersion(other)),
+    }
+}
+
+/// Whether the component exports something named like an HTTP handler of
+/// either world (the typed bindings check the rest).
+fn exports_http_handler(engine: &Engine, component: &Component) -> bool {
+    component.component_type().exports(engine).any(|(name, _)| {
+        name.starts_with("wasi:http/handler@0.3")
+            || name.starts_with("wasi:http/incoming-handler@0.2")
+    })
+}
+
+/// wasmtime errors carry their causes and sometimes multi-line details; a
+/// load error must stay on one line.
+fn one_line(error: &wasmtime::Error) -> String {
+    format!("{error:#}")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preamble_tells_text_core_modules_and_components_apart() {
+        assert!(matches!(
+            classify_binary(b"hello"),
+            Err(LoadErrorKind::NotWasm)
+        ));
+        assert!(matches!(classify_binary(b""), Err(LoadErrorKind::NotWasm)));
+        assert!(matches!(
+            classify_binary(b"\0asm"),
+            Err(LoadErrorKind::NotWasm)
+        ));
+        assert!(matches!(
+            classify_binary(b"\0asm\x01\0\0\0"),
+            Err(LoadErrorKind::CoreModule)
+        ));
+        assert!(classify_binary(b"\0asm\x0d\0\x01\0").is_ok());
+        assert!(matches!(
+            classify_binary(b"\0asm\x0c\0\x01\0"),
+            Err(LoadErrorKind::UnknownWasmVersion(_))
+        ));
+    }
+}

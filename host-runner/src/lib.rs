@@ -1,0 +1,43 @@
+//! `host-runner`: serves a WASI HTTP component (p2 or p3) over HTTP/1.1 with
+//! wasmtime, reusing instances within explicit limits.
+//!
+//! The pieces, in the order a request meets them:
+//! - [`shutdown`]: when to stop (signals, a shutdown address, a call);
+//! - [`server`]: hyper front end, error responses, debug headers;
+//! - `worker`: the `ProxyHandler` traits: instance creation, reuse
+//!   limits, timeouts;
+//! - `host`: per-instance WASI state and the linker;
+//! - [`component`]: loading and world detection;
+//! - `engine`: wasmtime engine, allocator, epoch ticker;
+//! - [`config`]: options as given and as applied.
+//!
+//! The binary is a thin layer over this library; tests and benches drive the
+//! same types:
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use host_runner::{LoadedComponent, Server, ServeOptions, Shutdown};
+//!
+//! let options = ServeOptions { addr: "127.0.0.1:0".parse()?, ..ServeOptions::default() };
+//! let component = LoadedComponent::load("hello_p3.wasm".as_ref(), options.request_timeout.is_some())?;
+//! let server = Server::bind(component, &options).await?;
+//! println!("serving on {}", server.local_addr());
+//! let shutdown = Shutdown::new();
+//! server.run(shutdown).await
+//! # }
+//! ```
+
+pub mod component;
+pub mod config;
+mod engine;
+mod guest_output;
+mod host;
+pub mod server;
+pub mod shutdown;
+mod worker;
+
+pub use component::{LoadError, LoadedComponent, World};
+pub use config::{EffectiveConfig, HumanDuration, ServeOptions, parse_duration};
+pub use engine::Allocator;
+pub use server::{INSTANCE_HEADER, INSTANCE_REQUEST_HEADER, Server};
+pub use shutdown::Shutdown;

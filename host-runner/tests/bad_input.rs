@@ -1,0 +1,188 @@
+//! `host-runner serve` refuses what it cannot serve with one clear line on
+//! stderr and a non-zero exit, never a panic or a backtrace; bad flags get
+//! clap's usage error and exit code 2.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Finished, run_to_exit};
+
+/// Loading fails before any socket is opened, so this is generous.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Writes `bytes` to a file named `name` in this test binary's scratch
+/// directory and returns its path.
+fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bad_input");
+    std::fs::create_dir_all(&dir).expect("cannot create the scratch directory");
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("cannot write a scratch file");
+    path
+}
+
+fn serve(component: &Path) -> Finished {
+    let component = component.to_str().expect("scratch paths are UTF-8");
+    run_to_exit(&["serve", "--addr", "127.0.0.1:0", component], EXIT_TIMEOUT)
+}
+
+/// The common shape of every refusal: exit code 1, exactly one line on
+/// stderr that starts with `error:`, names the file and contains `wanted`;
+/// nothing that looks like a crash.
+fn assert_refused(outcome: &Finished, path: &Path, wanted: &str) {
+    assert_eq!(
+        outcome.status.code(),
+        Some(1),
+        "expected exit code 1, got {:?}; stderr:\n{}",
+        outcome.status,
+        outcome.stderr
+    );
+    let lines: Vec<&str> = outcome.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line on stderr, got:\n{}",
+        outcome.stderr
+    );
+    let line = lines[0];
+    assert!(line.starts_with("error: "), "unexpected line: {line}");
+    assert!(
+        line.contains(&path.display().to_string()),
+        "the error does not name the file: {line}"
+    );
+    assert!(line.contains(wanted), "expected {wanted:?} in: {line}");
+    assert_no_crash(outcome);
+    assert!(
+        !outcome.stderr.contains("Serving HTTP"),
+        "it started serving: {line}"
+    );
+    assert!(
+        outcome.stdout.is_empty(),
+        "unexpected stdout: {}",
+        outcome.stdout
+    );
+}
+
+fn assert_no_crash(outcome: &Finished) {
+    let everything = format!("{}{}", outcome.stdout, outcome.stderr).to_lowercase();
+    for sign in ["panicked", "backtrace", "caused by"] {
+        assert!(
+            !everything.contains(sign),
+            "output contains {sign:?}:\n{}",
+            outcome.stderr
+        );
+    }
+}
+
+#[test]
+fn missing_file_is_refused_naming_the_path() {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-such-component.wasm");
+    let outcome = serve(&path);
+    assert_refused(&outcome, &path, "no such file");
+}
+
+#[test]
+fn text_file_is_refused_as_not_webassembly() {
+    let path = scratch_file("notes.txt", b"this is not wasm\n");
+    let outcome = serve(&path);
+    assert_refused(&outcome, &path, "not a WebAssembly binary");
+}
+
+#[test]
+fn core_module_is_refused_as_not_a_component() {
+    let path = scratch_file("core-module.wasm", b"\0asm\x01\0\0\0");
+    let outcome = serve(&path);
+    assert_refused(&outcome, &path, "core WebAssembly module, not a component");
+}
+
+#[test]
+fn empty_component_is_refused_for_exporting_no_http_handler() {
+    let path = scratch_file("empty-component.wasm", b"\0asm\x0d\0\x01\0");
+    let outcome = serve(&path);
+    assert_refused(&outcome, &path, "exports no HTTP handler");
+}
+
+#[test]
+fn component_exporting_something_else_is_refused_for_exporting_no_http_handler() {
+    let wasm = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "run")))
+            (core instance $i (instantiate $m))
+            (func $run (canon lift (core func $i "run")))
+            (export "run" (func $run)))"#,
+    )
+    .expect("valid WAT");
+    let path = scratch_file("not-http.wasm", &wasm);
+    let outcome = serve(&path);
+    assert_refused(&outcome, &path, "exports no HTTP handler");
+}
+
+#[test]
+fn component_importing_what_the_host_lacks_is_refused_naming_the_import() {
+    let wasm = wat::parse_str(
+        r#"(component
+            (import "example:missing/api" (instance (export "ping" (func))))
+            (instance $handler)
+            (export "wasi:http/incoming-handler@0.2.0" (instance $handler)))"#,
+    )
+    .expect("valid WAT");
+    let path = scratch_file("missing-import.wasm", &wasm);
+    let outcome = serve(&path);
+    assert_refused(&outcome, &path, "example:missing/api");
+}
+
+#[test]
+fn http_handler_export_without_a_handle_function_is_refused() {
+    let wasm = wat::parse_str(
+        r#"(component
+            (instance $handler)
+            (export "wasi:http/incoming-handler@0.2.0" (instance $handler)))"#,
+    )
+    .expect("valid WAT");
+    let path = scratch_file("hollow-handler.wasm", &wasm);
+    let outcome = serve(&path);
+    assert_refused(&outcome, &path, "HTTP handler host-runner cannot call");
+}
+
+#[test]
+fn malformed_duration_flag_exits_2_naming_the_flag_and_value() {
+    let outcome = run_to_exit(
+        &["serve", "--request-timeout=banana", "whatever.wasm"],
+        EXIT_TIMEOUT,
+    );
+    assert_eq!(
+        outcome.status.code(),
+        Some(2),
+        "stderr:\n{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("--request-timeout") && outcome.stderr.contains("banana"),
+        "the message does not name the flag and value:\n{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("100us, 250ms or 5s"),
+        "the message does not show the expected notation:\n{}",
+        outcome.stderr
+    );
+    assert_no_crash(&outcome);
+}
+
+#[test]
+fn unknown_flag_exits_2() {
+    let outcome = run_to_exit(&["serve", "--no-such-flag", "whatever.wasm"], EXIT_TIMEOUT);
+    assert_eq!(
+        outcome.status.code(),
+        Some(2),
+        "stderr:\n{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("--no-such-flag"),
+        "{}",
+        outcome.stderr
+    );
+    assert_no_crash(&outcome);
+}

@@ -1,0 +1,489 @@
+//! Shared support for host-runner's integration tests: find the built binary
+//! and guests, run `host-runner serve` as a real process, and talk HTTP/1.1
+//! to it with a small keep-alive client.
+//!
+//! Every wait here is bounded, so a broken server fails a test instead of
+//! hanging it. This module holds no assertions about behaviour; those belong
+//! in the tests.
+
+// Each test file compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to print its `Serving HTTP on` line (a cold
+/// release build compiles the component first).
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default read timeout of [`HttpConnection`]: long enough for slow CI,
+/// short enough that a hung server fails the test.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `host-runner` binary cargo built for these tests.
+pub fn host_runner_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_host-runner"))
+}
+
+/// The workspace's target directory (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("host-runner lives inside the workspace")
+            .join("target"),
+    }
+}
+
+/// The built sample guest `name` (e.g. `hello_p3`); panics with what to do
+/// when it has not been built.
+pub fn guest_wasm(name: &str) -> PathBuf {
+    let path = target_dir()
+        .join("wasm32-wasip2")
+        .join("release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "guest `{name}` is not built ({} is missing); run `just build` first",
+        path.display()
+    );
+    path
+}
+
+/// Output of a `host-runner` run that was expected to end on its own.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `host-runner <args>` to completion (killed after `timeout`), with
+/// `RUST_BACKTRACE` unset so that output is what a user sees by default.
+pub fn run_to_exit(args: &[&str], timeout: Duration) -> Finished {
+    let mut child = Command::new(host_runner_bin())
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start host-runner");
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let status = wait_with_timeout(&mut child, timeout).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("host-runner {args:?} did not exit within {timeout:?}")
+    });
+    Finished {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_string(&mut text);
+        }
+        text
+    })
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Lines printed by a running server (stdout and stderr, in arrival order),
+/// with a condition variable so tests can wait for a line.
+#[derive(Default)]
+struct LogLines {
+    lines: Mutex<Vec<String>>,
+    grew: Condvar,
+}
+
+impl LogLines {
+    fn push(&self, line: String) {
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines.push(line);
+        self.grew.notify_all();
+    }
+
+    fn snapshot(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The first line matching `wanted`, waiting up to `timeout` for it.
+    fn wait_for(&self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(line) = lines.iter().find(|l| wanted(l)) {
+                return Some(line.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            lines = self
+                .grew
+                .wait_timeout(lines, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// A `host-runner serve` process listening on 127.0.0.1; killed on drop.
+pub struct RunningServer {
+    child: Child,
+    logs: Arc<LogLines>,
+    /// Where it serves HTTP.
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub base_url: String,
+    /// Where it listens for shutdown, when started with `--shutdown-addr`.
+    pub shutdown_addr: Option<SocketAddr>,
+}
+
+impl RunningServer {
+    /// Starts `host-runner serve --addr 127.0.0.1:0 <args> <wasm>` and waits
+    /// for its `Serving HTTP on` line.
+    pub fn start(wasm: &Path, args: &[&str]) -> Self {
+        let mut command = Command::new(host_runner_bin());
+        command
+            .arg("serve")
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .arg(wasm)
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("cannot start host-runner");
+        let logs = Arc::new(LogLines::default());
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let logs = logs.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    match line {
+                        Ok(line) => logs.push(line),
+                        Err(_) => break,
+                    }
+                }
+            });
+        }
+
+        let serving = "Serving HTTP on http://";
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let ready = loop {
+            // Short waits, so that a server that exits early is noticed at
+            // once instead of after the whole startup timeout.
+            let line = logs.wait_for(Duration::from_millis(100), |line| line.starts_with(serving));
+            let exited = matches!(child.try_wait(), Ok(Some(_)));
+            if line.is_some() || exited || Instant::now() >= deadline {
+                break line;
+            }
+        };
+        let line = match ready {
+            Some(line) => line,
+            None => {
+                // Let the reader threads catch the last words.
+                thread::sleep(Duration::from_millis(100));
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "host-runner did not start serving {} (exited, or still silent after {STARTUP_TIMEOUT:?}); output:\n{}",
+                    wasm.display(),
+                    logs.snapshot().join("\n")
+                );
+            }
+        };
+        let addr = parse_addr(&line, serving);
+        let shutdown_addr = logs
+            .snapshot()
+            .iter()
+            .find(|l| l.starts_with("Listening for shutdown on tcp://"))
+            .map(|l| parse_addr(l, "Listening for shutdown on tcp://"));
+        Self {
+            child,
+            logs,
+            addr,
+            base_url: format!("http://{addr}"),
+            shutdown_addr,
+        }
+    }
+
+    /// Everything the server printed so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.snapshot()
+    }
+
+    /// Waits up to `timeout` for a printed line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.logs.wait_for(timeout, |line| line.contains(needle))
+    }
+
+    /// A new keep-alive connection to the server.
+    pub fn connect(&self) -> HttpConnection {
+        HttpConnection::open(self.addr).expect("cannot connect to host-runner")
+    }
+
+    /// `GET path` on a fresh connection.
+    pub fn get(&self, path: &str) -> HttpResponse {
+        self.connect()
+            .get(path)
+            .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+    }
+
+    /// The server's process id, e.g. to send it signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`) with the system's `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// Waits up to `timeout` for the server to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_with_timeout(&mut self.child, timeout)
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_addr(line: &str, prefix: &str) -> SocketAddr {
+    line.trim_start_matches(prefix)
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|e| panic!("cannot read the address in {line:?}: {e}"))
+}
+
+/// A response as the client received it.
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names are lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// `x-reprise-instance` (needs `--debug-headers`).
+    pub fn instance(&self) -> Option<u64> {
+        self.header("x-reprise-instance")?.parse().ok()
+    }
+
+    /// `x-reprise-instance-request` (needs `--debug-headers`).
+    pub fn instance_request(&self) -> Option<u64> {
+        self.header("x-reprise-instance-request")?.parse().ok()
+    }
+}
+
+/// A minimal HTTP/1.1 client connection with keep-alive, for tests that need
+/// to control which requests share a connection. Understands
+/// `Content-Length`, chunked and read-to-close bodies.
+pub struct HttpConnection {
+    reader: BufReader<TcpStream>,
+    host: String,
+    /// The server announced `Connection: close` or closed the stream.
+    closed: bool,
+}
+
+impl HttpConnection {
+    pub fn open(addr: SocketAddr) -> io::Result<Self> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+        stream.set_read_timeout(Some(READ_TIMEOUT))?;
+        stream.set_write_timeout(Some(READ_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            reader: BufReader::new(stream),
+            host: addr.to_string(),
+            closed: false,
+        })
+    }
+
+    /// Changes how long a read may block before the request fails.
+    pub fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        self.reader.get_ref().set_read_timeout(Some(timeout))
+    }
+
+    /// Whether the server ended the connection (no further requests).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn get(&mut self, path: &str) -> io::Result<HttpResponse> {
+        self.request("GET", path, &[], &[])
+    }
+
+    /// Sends one request and reads its response.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<HttpResponse> {
+        if self.closed {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the server closed this connection",
+            ));
+        }
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        head.push_str("\r\n");
+        let stream = self.reader.get_mut();
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body)?;
+        stream.flush()?;
+        self.read_response(method == "HEAD")
+    }
+
+    fn read_response(&mut self, head_only: bool) -> io::Result<HttpResponse> {
+        let status_line = self.read_line()?;
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
+        let mut headers = Vec::new();
+        loop {
+            let line = self.read_line()?;
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| invalid(format!("bad header line {line:?}")))?;
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+        let mut response = HttpResponse {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if response
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            self.closed = true;
+        }
+        if head_only || status < 200 || status == 204 || status == 304 {
+            return Ok(response);
+        }
+        let chunked = response
+            .header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        if chunked {
+            response.body = self.read_chunked()?;
+        } else if let Some(length) = response.header("content-length") {
+            let length: usize = length
+                .parse()
+                .map_err(|_| invalid(format!("bad content-length {length:?}")))?;
+            let mut body = vec![0; length];
+            self.reader.read_exact(&mut body)?;
+            response.body = body;
+        } else {
+            self.reader.read_to_end(&mut response.body)?;
+            self.closed = true;
+        }
+        Ok(response)
+    }
+
+    fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let size_line = self.read_line()?;
+            let size = size_line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size, 16)
+                .map_err(|_| invalid(format!("bad chunk size {size_line:?}")))?;
+            if size == 0 {
+                // Trailers, then the empty line ending the message.
+                while !self.read_line()?.is_empty() {}
+                return Ok(body);
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            self.reader.read_exact(&mut body[start..])?;
+            if !self.read_line()?.is_empty() {
+                return Err(invalid("chunk not followed by CRLF".into()));
+            }
+        }
+    }
+
+    fn read_line(&mut self) -> io::Result<String> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            self.closed = true;
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed by the server",
+            ));
+        }
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
