@@ -62,8 +62,9 @@ struct ServeArgs {
     idle_instance_timeout: Duration,
 
     /// Longest time a request may take to produce its response; it then gets
-    /// a 504 and its instance is dropped. Holds for busy loops and blocking
-    /// calls too [default: no limit].
+    /// a 504 and its instance takes no more requests (it is dropped at once
+    /// if the guest is stuck). Holds for busy loops and blocking calls too
+    /// [default: no limit].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     request_timeout: Option<Duration>,
 
@@ -166,18 +167,22 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         shutdown
             .on_signals()
             .context("cannot install the Ctrl-C/SIGTERM handlers")?;
-        if let Some(addr) = options.shutdown_addr {
-            let bound = shutdown.listen_on(addr).await.map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot listen on {addr}: {e}; pick another address with --shutdown-addr"
-                )
-            })?;
-            eprintln!("Listening for shutdown on tcp://{bound}/");
-        }
         let allocator = component.allocator();
         let path = component.path().display().to_string();
         let server = Server::bind(component, &options).await?;
+        let shutdown_addr = match options.shutdown_addr {
+            Some(addr) => Some(shutdown.listen_on(addr).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {addr}: {e}; pick another address with --shutdown-addr"
+                )
+            })?),
+            None => None,
+        };
+        // Scripts look for the last two lines; keep them last and adjacent.
         describe(&path, allocator, &server);
+        if let Some(addr) = shutdown_addr {
+            eprintln!("Listening for shutdown on tcp://{addr}/");
+        }
         eprintln!("Serving HTTP on http://{}/", server.local_addr());
         server.run(shutdown).await
     });
