@@ -169,6 +169,8 @@ pub struct BodyWriter(Rc<RefCell<Channel>>);
 #[derive(Default)]
 struct Channel {
     chunk: Option<Bytes>,
+    /// Set by [`BodyWriter::abort`]: the body ends with this error.
+    aborted: Option<String>,
     writer_gone: bool,
     reader_gone: bool,
     reader_waker: Option<Waker>,
@@ -201,6 +203,17 @@ impl BodyWriter {
     }
 }
 
+impl BodyWriter {
+    /// Ends the body with an error instead of a clean end.
+    ///
+    /// Dropping the writer tells the client the body is complete; a producer
+    /// that fails halfway calls this instead, and the host aborts the
+    /// response, so the client never mistakes a cut-off body for a whole one.
+    pub fn abort(self, reason: impl Into<String>) {
+        self.0.borrow_mut().aborted = Some(reason.into());
+    }
+}
+
 impl Drop for BodyWriter {
     fn drop(&mut self) {
         let mut channel = self.0.borrow_mut();
@@ -221,6 +234,9 @@ impl Receiver {
                 waker.wake();
             }
             return Poll::Ready(Some(Ok(chunk)));
+        }
+        if let Some(reason) = channel.aborted.take() {
+            return Poll::Ready(Some(Err(BodyError(reason))));
         }
         if channel.writer_gone {
             return Poll::Ready(None);
@@ -274,6 +290,15 @@ mod tests {
         block_on(writer.write("b")).unwrap();
         drop(writer);
         assert_eq!(block_on(body.text()).unwrap(), "b");
+    }
+
+    #[test]
+    fn aborted_body_ends_with_its_error() {
+        let (mut writer, body) = Body::channel();
+        block_on(writer.write("partial")).unwrap();
+        writer.abort("upstream failed");
+        let error = block_on(body.bytes()).unwrap_err();
+        assert_eq!(error.to_string(), "body error: upstream failed");
     }
 
     #[test]

@@ -59,7 +59,9 @@ macro_rules! export_p3 {
 /// `wasi:http/incoming-handler@0.2` interface.
 ///
 /// The handler is the same async code as for WASIp3; reprise drives it on its
-/// own executor, one request per call.
+/// own executor, one request per call. Without `policy = …` the policy is
+/// [`ReusePolicy::serial`](crate::ReusePolicy::serial), which is what a p2
+/// instance is anyway.
 ///
 /// ```no_run
 /// # #[derive(Default)] struct App;
@@ -70,8 +72,9 @@ macro_rules! export_p3 {
 /// ```
 #[macro_export]
 macro_rules! export_p2 {
+    // A p2 export is never called concurrently: say so in the section.
     ($handler:ty) => {
-        $crate::export_p2!($handler, policy = $crate::ReusePolicy::concurrent());
+        $crate::export_p2!($handler, policy = $crate::ReusePolicy::serial());
     };
     ($handler:ty, policy = $policy:expr $(,)?) => {
         const _: () = {

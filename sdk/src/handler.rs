@@ -17,7 +17,11 @@ pub type Response = http::Response<Body>;
 /// Handles the requests that reach one component instance.
 ///
 /// The value is created with [`Default`] at the instance's first request and
-/// lives as long as the instance. Under reuse many requests borrow it, on
+/// lives as long as the instance. `default()` runs inside that first call but
+/// outside any request scope, so it counts against the first request's time
+/// and a panic in it traps the instance. The value is never dropped: the
+/// instance itself is torn down by the host, so do not rely on `Drop` to
+/// flush anything. Under reuse many requests borrow it, on
 /// WASIp3 several at once, so `&self` is all a request gets: state that
 /// requests share must sit behind a `Cell`, `RefCell` or similar, where a
 /// reader sees it is shared. Per-request state belongs in

@@ -108,6 +108,9 @@ pub struct InstanceStats {
     pub most_in_flight: u32,
     /// Whether the instance takes no new requests ([`retire`] or a limit).
     pub retiring: bool,
+    /// Size of linear memory now, in bytes: what
+    /// [`ReusePolicy::max_memory`](crate::ReusePolicy::max_memory) compares.
+    pub memory_bytes: u64,
 }
 
 impl std::fmt::Display for InstanceStats {
@@ -117,11 +120,12 @@ impl std::fmt::Display for InstanceStats {
             in_flight,
             most_in_flight,
             retiring,
+            memory_bytes,
         } = self;
         write!(
             f,
             "requests={requests} in_flight={in_flight} most_in_flight={most_in_flight} \
-             retiring={retiring}"
+             retiring={retiring} memory_bytes={memory_bytes}"
         )
     }
 }
@@ -138,6 +142,7 @@ pub fn instance_stats() -> InstanceStats {
         in_flight: state.in_flight,
         most_in_flight: state.most_in_flight,
         retiring: state.retired,
+        memory_bytes: linear_memory_bytes(),
     })
 }
 

@@ -48,6 +48,7 @@ mod scope;
 pub mod backpressure;
 
 pub use body::{Body, BodyError, BodyWriter};
+pub use bytes;
 pub use handler::{Handler, IntoResponse, Request, Response, query_param};
 pub use http;
 pub use instance::{InstanceStats, instance_stats, retire};

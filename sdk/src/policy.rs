@@ -2,7 +2,7 @@
 //!
 //! A policy travels two ways. Statically, the export macro writes it as JSON
 //! into a custom section named `reprise:reuse-policy`, which a host can read
-//! before it instantiates anything (schema: `docs/reuse-policy.md`). At run
+//! before it instantiates anything (schema: `docs/src/reference/reuse-policy.md`). At run
 //! time, `instance` enforces it through backpressure, which is what makes it
 //! hold on hosts that never read the section. This module only describes and
 //! encodes; it enforces nothing.
@@ -65,6 +65,12 @@ impl ReusePolicy {
     }
 
     /// At most `n` requests in flight on one instance (concurrent reuse only).
+    ///
+    /// A request counts as in flight until its scope closes: until its body is
+    /// written and every task it [`spawn`](crate::spawn)ed is done, not merely
+    /// until it returns a response. That is stricter than a host's own
+    /// concurrency setting (`--max-instance-concurrent-reuse-count`), which
+    /// stops counting at the response.
     pub const fn max_concurrency(self, n: u32) -> Self {
         assert!(n >= 1, "max_concurrency must be at least 1");
         assert!(
@@ -91,6 +97,7 @@ impl ReusePolicy {
     /// Checked when each request ends. Linear memory never shrinks, so this
     /// bounds what a slow leak or a high-water mark can cost.
     pub const fn max_memory(self, bytes: u64) -> Self {
+        assert!(bytes >= 1, "max_memory must be at least 1 byte");
         ReusePolicy {
             max_memory: Some(bytes),
             ..self
@@ -217,8 +224,8 @@ mod tests {
             r#"{"version":1,"reuse":"never"}"#
         );
         assert_eq!(
-            section(ReusePolicy::serial().max_requests(10).max_memory(0)),
-            r#"{"version":1,"reuse":"serial","max_requests":10,"max_memory":0}"#
+            section(ReusePolicy::serial().max_requests(10).max_memory(1)),
+            r#"{"version":1,"reuse":"serial","max_requests":10,"max_memory":1}"#
         );
     }
 

@@ -139,6 +139,10 @@ impl<F: Future> Future for Scoped<F> {
 /// end (for its values, and for the instance's reuse policy) until the task
 /// finishes. Use it for work after the response, such as streaming a body.
 ///
+/// There is no handle to cancel or join the task, and no instance-level
+/// background task: work that outlives every request would keep an instance
+/// busy that the host wants to drop, so every task belongs to a request.
+///
 /// # Panics
 /// Outside a request.
 pub fn spawn(future: impl Future<Output = ()> + 'static) {
