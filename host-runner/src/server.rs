@@ -251,7 +251,7 @@ impl Failure {
             (Failure::NoInstance, _) => {
                 "no component instance available: instantiation failed".to_owned()
             }
-            (Failure::NoResponse, _) => "the component did not produce a response".to_owned(),
+            (Failure::NoResponse, _) => "the component failed to produce a response".to_owned(),
         }
     }
 }
