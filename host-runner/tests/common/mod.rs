@@ -487,3 +487,38 @@ impl HttpConnection {
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
+
+/// Sends `GET path` `per_connection` times on each of `connections`
+/// keep-alive connections, all connections at once, and returns every
+/// response. A connection the server closed (after an error response) is
+/// replaced, so each request still gets exactly one answer.
+pub fn fan_out(
+    server: &RunningServer,
+    connections: usize,
+    per_connection: usize,
+    path: &str,
+) -> Vec<HttpResponse> {
+    thread::scope(|scope| {
+        let clients: Vec<_> = (0..connections)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut connection = server.connect();
+                    (0..per_connection)
+                        .map(|_| {
+                            if connection.is_closed() {
+                                connection = server.connect();
+                            }
+                            connection
+                                .get(path)
+                                .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|client| client.join().expect("client thread panicked"))
+            .collect()
+    })
+}
