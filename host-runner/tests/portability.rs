@@ -1,0 +1,53 @@
+//! Components built with reprise stay portable: they import only standard
+//! WASI interfaces, one world's worth, so they run on any wasi:http host.
+
+mod common;
+
+use common::guest_wasm;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine};
+
+/// The component's import and export names.
+fn interface_names(name: &str) -> (Vec<String>, Vec<String>) {
+    let mut config = Config::new();
+    config.wasm_component_model_async(true);
+    let engine = Engine::new(&config).expect("engine");
+    let component = Component::from_file(&engine, guest_wasm(name)).expect("a component");
+    let ty = component.component_type();
+    let imports = ty.imports(&engine).map(|(name, _)| name.to_owned()).collect();
+    let exports = ty.exports(&engine).map(|(name, _)| name.to_owned()).collect();
+    (imports, exports)
+}
+
+const P3_SAMPLES: [&str; 8] = [
+    "hello_p3",
+    "sleep_p3",
+    "counter_p3",
+    "serial_p3",
+    "single_use_p3",
+    "retire_p3",
+    "backpressure_p3",
+    "limits_p3",
+];
+const P2_SAMPLES: [&str; 3] = ["hello_p2", "sleep_p2", "single_use_p2"];
+
+#[test]
+fn p3_samples_import_only_wasi_and_export_only_the_0_3_handler() {
+    for name in P3_SAMPLES {
+        let (imports, exports) = interface_names(name);
+        assert!(imports.iter().all(|i| i.starts_with("wasi:")), "{name}: {imports:?}");
+        assert_eq!(exports, ["wasi:http/handler@0.3.0"], "{name}");
+    }
+}
+
+#[test]
+fn p2_samples_import_only_wasi_0_2_and_export_only_the_incoming_handler() {
+    for name in P2_SAMPLES {
+        let (imports, exports) = interface_names(name);
+        assert!(
+            imports.iter().all(|i| i.starts_with("wasi:") && i.contains("@0.2.")),
+            "{name} imports something beyond WASI 0.2: {imports:?}"
+        );
+        assert_eq!(exports, ["wasi:http/incoming-handler@0.2.12"], "{name}");
+    }
+}
