@@ -33,7 +33,8 @@ pub(crate) trait Source {
     fn next_chunk(&mut self) -> NextChunk<'_>;
 }
 
-/// Why a body could not be read or written.
+/// Why a body could not be read or written: the client went away, the
+/// upload broke off, or a producer called [`BodyWriter::abort`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyError(pub(crate) String);
 
@@ -47,6 +48,11 @@ impl std::error::Error for BodyError {}
 
 impl Body {
     /// A body with no bytes.
+    ///
+    /// ```
+    /// let response = reprise::Response::new(reprise::Body::empty());
+    /// # let _ = response;
+    /// ```
     pub fn empty() -> Self {
         Body(Kind::Full(Bytes::new()))
     }
@@ -89,6 +95,18 @@ impl Body {
     }
 
     /// The next chunk of the body, or `None` at its end.
+    ///
+    /// Reads a stream without holding all of it in memory:
+    ///
+    /// ```no_run
+    /// # async fn handler(request: reprise::Request) -> Result<usize, reprise::BodyError> {
+    /// let mut body = request.into_body();
+    /// let mut total = 0;
+    /// while let Some(chunk) = body.chunk().await {
+    ///     total += chunk?.len();
+    /// }
+    /// # Ok(total) }
+    /// ```
     pub async fn chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
         match &mut self.0 {
             Kind::Full(bytes) if bytes.is_empty() => None,
@@ -98,6 +116,13 @@ impl Body {
     }
 
     /// Reads the whole body.
+    ///
+    /// ```no_run
+    /// # async fn handler(request: reprise::Request) -> Result<(), reprise::BodyError> {
+    /// let upload = request.into_body().bytes().await?;
+    /// println!("{} bytes uploaded", upload.len());
+    /// # Ok(()) }
+    /// ```
     pub async fn bytes(mut self) -> Result<Bytes, BodyError> {
         if let Kind::Full(bytes) = self.0 {
             return Ok(bytes);
@@ -110,6 +135,12 @@ impl Body {
     }
 
     /// Reads the whole body as UTF-8 text.
+    ///
+    /// ```no_run
+    /// # async fn handler(request: reprise::Request) -> Result<(), reprise::BodyError> {
+    /// let form = request.into_body().text().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn text(self) -> Result<String, BodyError> {
         let bytes = self.bytes().await?;
         String::from_utf8(bytes.into()).map_err(|_| BodyError("body is not UTF-8".into()))

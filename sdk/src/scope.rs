@@ -21,6 +21,13 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// Identity and timing of the request being handled.
+///
+/// ```no_run
+/// # async fn handler() {
+/// let request = reprise::RequestContext::current();
+/// println!("[{}] started {:?} ago", request.id(), request.started().elapsed());
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct RequestContext {
     id: Rc<str>,
@@ -135,6 +142,16 @@ impl<F: Future> Future for Scoped<F> {
 
 /// Runs `future` concurrently with the current request, inside its scope.
 ///
+/// ```no_run
+/// # async fn handler() -> reprise::Response {
+/// reprise::spawn(async {
+///     // Runs after the response went back; still part of this request.
+///     println!("audit log for {}", reprise::RequestContext::current().id());
+/// });
+/// reprise::Response::new("done".into())
+/// # }
+/// ```
+///
 /// The task sees the request's request-local values, and the request does not
 /// end (for its values, and for the instance's reuse policy) until the task
 /// finishes. Use it for work after the response, such as streaming a body.
@@ -167,6 +184,15 @@ impl<T: 'static> RequestLocal<T> {
 
     /// Calls `f` with this request's value, creating it on first use.
     ///
+    /// ```no_run
+    /// reprise::request_local! {
+    ///     static HITS: std::cell::Cell<u32> = std::cell::Cell::new(0);
+    /// }
+    /// # async fn handler() {
+    /// HITS.with(|hits| hits.set(hits.get() + 1)); // 1, in every request
+    /// # }
+    /// ```
+    ///
     /// # Panics
     /// Outside a request: there is no request to own the value, and sharing
     /// one silently is the bug this type exists to prevent.
@@ -175,7 +201,16 @@ impl<T: 'static> RequestLocal<T> {
         f(&value)
     }
 
-    /// Like [`RequestLocal::with`], but `None` outside a request.
+    /// Like [`RequestLocal::with`], but `None` outside a request: for code
+    /// that runs both inside and outside requests, such as a logger.
+    ///
+    /// ```
+    /// reprise::request_local! {
+    ///     static TRACE: std::cell::Cell<u32> = std::cell::Cell::new(0);
+    /// }
+    /// // Not in a request here:
+    /// assert_eq!(TRACE.try_with(|trace| trace.get()), None);
+    /// ```
     pub fn try_with<R>(&'static self, f: impl FnOnce(&T) -> R) -> Option<R> {
         self.value().map(|value| f(&value))
     }

@@ -39,7 +39,13 @@ fn runtime() -> &'static dyn Runtime {
 /// Waits for `duration` without blocking other requests on this instance.
 ///
 /// On WASIp3 other requests run meanwhile; on WASIp2 (one request per call)
-/// the request's own spawned tasks do.
+/// the request's own spawned tasks do. `Duration::MAX` waits forever.
+///
+/// ```no_run
+/// # async fn handler() {
+/// reprise::sleep(std::time::Duration::from_millis(40)).await;
+/// # }
+/// ```
 pub async fn sleep(duration: Duration) {
     runtime().sleep(duration).await
 }
