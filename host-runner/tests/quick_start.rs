@@ -1,0 +1,44 @@
+//! The guide's quick start, run exactly as written: every ```sh block of
+//! docs/src/quick-start.md, in order, in one shell, in an empty directory.
+//! If this fails, the page lies to a newcomer.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn quick_start_commands_work_as_written() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let page = std::fs::read_to_string(repo.join("docs/src/quick-start.md")).unwrap();
+    let commands: String = page
+        .split("```sh\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap_or_default())
+        .collect();
+    // Not part of the page: stop the background server even if a step fails.
+    let script = format!("trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{commands}");
+    let empty_dir =
+        std::env::temp_dir().join(format!("reprise-quick-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&empty_dir);
+    std::fs::create_dir_all(&empty_dir).unwrap();
+
+    let output = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(&empty_dir)
+        .env("REPRISE", repo)
+        // One target dir for the whole workspace's builds: the component's
+        // own build must not reuse it, as a newcomer's would not.
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let _ = std::fs::remove_dir_all(&empty_dir);
+    assert!(
+        output.status.success(),
+        "quick start failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("Hello from reprise! Request second is number 2 on this instance."),
+        "unexpected output:\n{stdout}\n{stderr}"
+    );
+}
