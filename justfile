@@ -15,7 +15,7 @@ setup:
 
 # Build every sample guest for wasm32-wasip2 (release)
 build-guests: setup
-    cargo build --release --target wasm32-wasip2 --workspace --exclude host-runner
+    cargo build --release --target wasm32-wasip2 --workspace --exclude host-runner --exclude reprise-bench
 
 # Build the guests and host-runner (release: the tests and benchmarks share it)
 build: build-guests
@@ -38,4 +38,15 @@ test: build
 lint:
     cargo fmt --all -- --check
     cargo clippy --release -p host-runner --all-targets -- -D warnings
-    cargo clippy --release --target wasm32-wasip2 --workspace --exclude host-runner --all-targets -- -D warnings
+    cargo clippy --release -p reprise-bench --all-targets -- -D warnings
+    cargo clippy --release --target wasm32-wasip2 --workspace --exclude host-runner --exclude reprise-bench --all-targets -- -D warnings
+
+# Install wasmtime serve 48.0.8 into target/peer for the bench's peer rows (once, ~15 min)
+bench-peer:
+    @scripts/bench-peer.sh
+
+# Benchmark host-runner, wasmtime serve (if `just bench-peer` ran) and native hyper; writes docs/benchmarks.md
+bench *flags: build
+    @scripts/install-bench-tools.sh
+    cargo build --release -p reprise-bench
+    target/release/reprise-bench run {{flags}}

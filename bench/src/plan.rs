@@ -1,0 +1,207 @@
+//! What is measured: every configuration (server, component, flags) and the
+//! load each one gets.
+//!
+//! This is the single list the run, the table, the ratios and the chart all
+//! read from. It does not start anything.
+
+use std::fmt;
+
+/// The server program under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    HostRunner,
+    /// `wasmtime serve` 48.0.8, the reference host.
+    Wasmtime,
+    /// `reprise-bench native`: hyper with no WebAssembly.
+    Native,
+}
+
+impl fmt::Display for ServerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServerKind::HostRunner => "host-runner",
+            ServerKind::Wasmtime => "wasmtime serve",
+            ServerKind::Native => "native hyper",
+        })
+    }
+}
+
+/// The two workloads, measured under different loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// `Hello, WASI!`: CPU-bound, per-request overhead is everything.
+    Hello,
+    /// `sleep-p3?ms=40` at 200 connections: how reuse saves instances when
+    /// requests wait.
+    IoBound,
+}
+
+/// How a configuration reuses instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reuse {
+    /// The host's default (p2: 128 requests per instance, one at a time).
+    On,
+    /// One request at a time, many per instance.
+    Serial,
+    /// One request per instance.
+    Off,
+    /// No instances at all (native).
+    NotApplicable,
+}
+
+impl fmt::Display for Reuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reuse::On => "reuse",
+            Reuse::Serial => "serial reuse",
+            Reuse::Off => "no reuse",
+            Reuse::NotApplicable => "-",
+        })
+    }
+}
+
+/// The wrk load for a configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Load {
+    pub threads: u32,
+    pub connections: u32,
+    /// Path and query requested.
+    pub path: &'static str,
+}
+
+/// Enough concurrency to keep both cores busy and several requests in
+/// flight per p3 instance, little enough that queueing does not dominate
+/// latency.
+const HELLO_LOAD: Load = Load {
+    threads: 2,
+    connections: 32,
+    path: "/",
+};
+
+/// The I/O-bound case: 200 connections, each request waiting 40 ms.
+const IO_LOAD: Load = Load {
+    threads: 2,
+    connections: 200,
+    path: "/?ms=40",
+};
+
+/// One row of the table.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: ServerKind,
+    /// Sample name as in `guests/` and `test-guests/` (e.g. `hello-p3`);
+    /// `None` for the native server.
+    pub component: Option<&'static str>,
+    pub reuse: Reuse,
+    /// Server flags beyond the address and the component.
+    pub flags: Vec<&'static str>,
+    pub workload: Workload,
+    pub load: Load,
+}
+
+impl Config {
+    /// A label unique within the plan, e.g. `host-runner hello-p3 reuse`.
+    pub fn label(&self) -> String {
+        match self.component {
+            Some(component) => format!("{} {component} {}", self.server, self.reuse),
+            None => self.server.to_string(),
+        }
+    }
+
+    /// The component's file name, as cargo builds it.
+    pub fn wasm_file(&self) -> Option<String> {
+        self.component
+            .map(|component| format!("{}.wasm", component.replace('-', "_")))
+    }
+}
+
+/// Every configuration, in table order.
+pub fn all() -> Vec<Config> {
+    let mut plan = Vec::new();
+    for server in [ServerKind::HostRunner, ServerKind::Wasmtime] {
+        for component in ["hello-p3", "raw-hello-p3", "hello-p2", "raw-hello-p2"] {
+            for reuse in [Reuse::On, Reuse::Off] {
+                plan.push(hello(server, component, reuse));
+            }
+        }
+    }
+    plan.push(Config {
+        server: ServerKind::Native,
+        component: None,
+        reuse: Reuse::NotApplicable,
+        flags: Vec::new(),
+        workload: Workload::Hello,
+        load: HELLO_LOAD,
+    });
+    for reuse in [Reuse::On, Reuse::Serial, Reuse::Off] {
+        plan.push(Config {
+            server: ServerKind::HostRunner,
+            component: Some("sleep-p3"),
+            reuse,
+            flags: reuse_flags("sleep-p3", reuse),
+            workload: Workload::IoBound,
+            load: IO_LOAD,
+        });
+    }
+    plan
+}
+
+fn hello(server: ServerKind, component: &'static str, reuse: Reuse) -> Config {
+    Config {
+        server,
+        component: Some(component),
+        reuse,
+        flags: reuse_flags(component, reuse),
+        workload: Workload::Hello,
+        load: HELLO_LOAD,
+    }
+}
+
+/// The flags that give `reuse`, the same for host-runner and `wasmtime
+/// serve` (host-runner's flags are named after `wasmtime serve`'s).
+fn reuse_flags(component: &str, reuse: Reuse) -> Vec<&'static str> {
+    match reuse {
+        // p2 does not reuse by default; 128 matches p3's default count.
+        Reuse::On if component.ends_with("-p2") => vec!["--max-instance-reuse-count=128"],
+        Reuse::On | Reuse::NotApplicable => Vec::new(),
+        Reuse::Serial => vec!["--max-instance-concurrent-reuse-count=1"],
+        Reuse::Off => vec!["--max-instance-reuse-count=1"],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_unique() {
+        let plan = all();
+        let mut labels: Vec<_> = plan.iter().map(Config::label).collect();
+        labels.sort();
+        labels.dedup();
+        assert_eq!(labels.len(), plan.len());
+    }
+
+    #[test]
+    fn p2_reuse_is_asked_for_explicitly_and_p3_uses_the_default() {
+        assert_eq!(
+            reuse_flags("hello-p2", Reuse::On),
+            ["--max-instance-reuse-count=128"]
+        );
+        assert!(reuse_flags("hello-p3", Reuse::On).is_empty());
+        assert_eq!(
+            reuse_flags("hello-p3", Reuse::Off),
+            ["--max-instance-reuse-count=1"]
+        );
+    }
+
+    #[test]
+    fn component_files_are_named_as_cargo_builds_them() {
+        assert_eq!(
+            hello(ServerKind::HostRunner, "raw-hello-p3", Reuse::On)
+                .wasm_file()
+                .as_deref(),
+            Some("raw_hello_p3.wasm")
+        );
+    }
+}

@@ -1,0 +1,378 @@
+//! One benchmark run: starts every configured server, warms each up,
+//! measures them round-robin, then hands the medians to the report and the
+//! chart.
+//!
+//! All servers stay up for the whole run (idle ones cost nothing), so the
+//! rounds can interleave: a burst of load from elsewhere on the machine then
+//! lands on every configuration instead of skewing one. This module does not
+//! format anything.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+use crate::RunArgs;
+use crate::plan::{self, Config, ServerKind};
+use crate::server::{self, CommandLine, Running};
+use crate::wrk::{self, Sample};
+use crate::{chart, report};
+
+/// The peer's version: the issue compares against this release exactly.
+const PEER_VERSION: &str = "wasmtime 48.0.8";
+
+/// Stands for the port a server printed, in the commands the report shows.
+const PORT: &str = "$PORT";
+
+/// Stands for the free port picked for host-runner's metrics.
+const METRICS_ADDR: &str = "127.0.0.1:$METRICS_PORT";
+
+/// Everything measured about one configuration.
+pub struct Row {
+    pub config: Config,
+    /// The server command as the report shows it.
+    pub server_command: CommandLine,
+    /// The wrk command as the report shows it (port as `$PORT`).
+    pub wrk_command: CommandLine,
+    pub samples: Vec<Sample>,
+    /// Instances created during each measured run (host-runner with
+    /// metrics only).
+    pub instances: Vec<u64>,
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// Where and how the numbers were taken.
+pub struct Environment {
+    pub date: String,
+    pub cpu: String,
+    pub cores: usize,
+    pub load_before: String,
+    pub load_after: String,
+    pub host_runner: String,
+    /// Why there are no peer rows, when there are none.
+    pub peer: Result<String, String>,
+    pub wrk: String,
+    /// Whether host-runner served `/metrics` (instance counts).
+    pub metrics: bool,
+    pub duration: u64,
+    pub warmup: u64,
+    pub repeats: u32,
+}
+
+/// A configuration with its server up.
+struct Live {
+    row: Row,
+    server: Running,
+    url: String,
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let mut environment = environment(args)?;
+    if let Err(reason) = &environment.peer {
+        eprintln!("reprise-bench: no wasmtime serve rows: {reason}");
+    }
+    if !environment.metrics {
+        eprintln!(
+            "reprise-bench: {} has no --metrics-addr: instance counts are left out",
+            args.host_runner.display()
+        );
+    }
+    let plan: Vec<Config> = plan::all()
+        .into_iter()
+        .filter(|config| config.server != ServerKind::Wasmtime || environment.peer.is_ok())
+        .filter(|config| selected(config, &args.only))
+        .collect();
+    if plan.is_empty() {
+        bail!("no configuration matches --only {:?}", args.only);
+    }
+    std::fs::create_dir_all(&args.logs)
+        .with_context(|| format!("cannot create {}", args.logs.display()))?;
+
+    let mut live = start_all(args, &environment, plan)?;
+    for config in &live {
+        warm_up(config, args.warmup)?;
+    }
+    for round in 1..=args.repeats {
+        for config in &mut live {
+            measure(config, args.duration, (round, args.repeats))?;
+        }
+    }
+    let rows = live.into_iter().map(finish).collect::<Vec<_>>();
+    environment.load_after = load_average();
+
+    println!("{}", report::table(&rows));
+    report::write(&args.report, &args.chart, &environment, &rows)?;
+    chart::write(&args.chart, &rows)?;
+    eprintln!(
+        "reprise-bench: wrote {} and {}",
+        args.report.display(),
+        args.chart.display()
+    );
+    Ok(())
+}
+
+fn selected(config: &Config, only: &[String]) -> bool {
+    only.is_empty()
+        || only
+            .iter()
+            .any(|text| config.label().contains(text.as_str()))
+}
+
+fn start_all(
+    args: &RunArgs,
+    environment: &Environment,
+    plan: Vec<Config>,
+) -> anyhow::Result<Vec<Live>> {
+    plan.into_iter()
+        .map(|config| start(args, environment, config))
+        .collect()
+}
+
+fn start(args: &RunArgs, environment: &Environment, config: Config) -> anyhow::Result<Live> {
+    let metrics = (config.server == ServerKind::HostRunner && environment.metrics)
+        .then(server::free_local_addr)
+        .transpose()?;
+    let command = server_command(args, &config, metrics.map(|addr| addr.to_string()))?;
+    let shown = server_command(args, &config, metrics.map(|_| METRICS_ADDR.to_owned()))?;
+    let log = args
+        .logs
+        .join(format!("{}.log", config.label().replace(' ', "_")));
+    eprintln!("reprise-bench: starting {}", config.label());
+    let server = Running::start(&command, &log, metrics)?;
+    let url = format!("http://{}{}", server.addr(), config.load.path);
+    let shown_url = format!("http://127.0.0.1:{PORT}{}", config.load.path);
+    let row = Row {
+        wrk_command: wrk::command(&shown_url, &config.load, args.duration),
+        server_command: shown,
+        config,
+        samples: Vec::new(),
+        instances: Vec::new(),
+        peak_rss_kib: None,
+    };
+    Ok(Live { row, server, url })
+}
+
+/// The command that serves `config`; `metrics` is the `--metrics-addr`
+/// value, when host-runner has one.
+fn server_command(
+    args: &RunArgs,
+    config: &Config,
+    metrics: Option<String>,
+) -> anyhow::Result<CommandLine> {
+    let component = || {
+        let file = config
+            .wasm_file()
+            .expect("WebAssembly servers run a component");
+        display_path(&args.guests.join(file))
+    };
+    let mut command = match config.server {
+        ServerKind::HostRunner => CommandLine {
+            program: display_path(&args.host_runner),
+            args: vec!["serve".into()],
+        },
+        ServerKind::Wasmtime => CommandLine {
+            program: display_path(&args.wasmtime),
+            args: vec!["serve".into(), "-Scli".into()],
+        },
+        ServerKind::Native => CommandLine {
+            program: display_path(&std::env::current_exe()?),
+            args: vec!["native".into()],
+        },
+    };
+    command.args.extend(["--addr".into(), "127.0.0.1:0".into()]);
+    command
+        .args
+        .extend(config.flags.iter().map(|&flag| flag.to_owned()));
+    if let Some(metrics) = metrics {
+        command.args.extend(["--metrics-addr".into(), metrics]);
+    }
+    if config.server != ServerKind::Native {
+        command.args.push(component().display().to_string());
+    }
+    Ok(command)
+}
+
+/// `path` relative to the working directory when it is inside it, so the
+/// report's commands work from a checkout.
+fn display_path(path: &Path) -> PathBuf {
+    let Ok(cwd) = std::env::current_dir() else {
+        return path.to_path_buf();
+    };
+    path.strip_prefix(&cwd).unwrap_or(path).to_path_buf()
+}
+
+fn warm_up(live: &Live, seconds: u64) -> anyhow::Result<()> {
+    if seconds == 0 {
+        return Ok(());
+    }
+    eprintln!("reprise-bench: warming up {}", live.row.config.label());
+    wrk::run(&wrk::command(&live.url, &live.row.config.load, seconds)).map(drop)
+}
+
+fn measure(live: &mut Live, seconds: u64, (round, rounds): (u32, u32)) -> anyhow::Result<()> {
+    let before = live.server.instances_created();
+    let sample = wrk::run(&wrk::command(&live.url, &live.row.config.load, seconds))?;
+    if let (Some(before), Some(after)) = (before, live.server.instances_created()) {
+        live.row.instances.push(after - before);
+    }
+    eprintln!(
+        "reprise-bench: [{round}/{rounds}] {:<40} {:>9.0} req/s  p50 {:>9.2?}  p99 {:>9.2?}{}",
+        live.row.config.label(),
+        sample.requests_per_sec,
+        sample.p50,
+        sample.p99,
+        match sample.errors {
+            0 => String::new(),
+            errors => format!("  {errors} errors"),
+        }
+    );
+    live.row.samples.push(sample);
+    Ok(())
+}
+
+fn finish(mut live: Live) -> Row {
+    live.row.peak_rss_kib = live
+        .server
+        .peak_rss_kib()
+        .inspect_err(|error| eprintln!("reprise-bench: {error:#}"))
+        .ok();
+    live.row
+}
+
+fn environment(args: &RunArgs) -> anyhow::Result<Environment> {
+    let host_runner = first_line_of(&args.host_runner, &["--version"]).with_context(|| {
+        format!(
+            "cannot run {}; build it with `just build`",
+            args.host_runner.display()
+        )
+    })?;
+    let help = first_lines_of(&args.host_runner, &["serve", "--help"]).unwrap_or_default();
+    Ok(Environment {
+        date: first_line_of(Path::new("date"), &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default(),
+        cpu: cpu_model(),
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        load_before: load_average(),
+        load_after: String::new(),
+        host_runner,
+        peer: peer_version(&args.wasmtime),
+        wrk: first_line_of(Path::new("wrk"), &["--version"])
+            .context("cannot run wrk; install it with scripts/install-bench-tools.sh")?,
+        metrics: help.contains("--metrics-addr"),
+        duration: args.duration,
+        warmup: args.warmup,
+        repeats: args.repeats,
+    })
+}
+
+fn peer_version(wasmtime: &Path) -> Result<String, String> {
+    if !wasmtime.exists() {
+        return Err(format!(
+            "{} is missing; `just bench-peer` installs it (about 15 minutes, once)",
+            wasmtime.display()
+        ));
+    }
+    let version = first_line_of(wasmtime, &["--version"]).map_err(|e| format!("{e:#}"))?;
+    if !version.starts_with(PEER_VERSION) {
+        return Err(format!(
+            "{} is `{version}`, not {PEER_VERSION}; rerun `just bench-peer`",
+            wasmtime.display()
+        ));
+    }
+    Ok(version)
+}
+
+fn first_line_of(program: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let text = first_lines_of(program, args)?;
+    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+/// Stdout of a short command (stderr too: wrk prints its version there).
+fn first_lines_of(program: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    Ok(text)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+impl Row {
+    pub fn requests_per_sec(&self) -> f64 {
+        median(self.samples.iter().map(|s| s.requests_per_sec))
+    }
+
+    pub fn p50(&self) -> Duration {
+        Duration::from_secs_f64(median(self.samples.iter().map(|s| s.p50.as_secs_f64())))
+    }
+
+    pub fn p99(&self) -> Duration {
+        Duration::from_secs_f64(median(self.samples.iter().map(|s| s.p99.as_secs_f64())))
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.samples.iter().map(|s| s.errors).sum()
+    }
+
+    pub fn instances(&self) -> Option<f64> {
+        (!self.instances.is_empty()).then(|| median(self.instances.iter().map(|&n| n as f64)))
+    }
+}
+
+/// The median; the mean of the middle two for an even count.
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
+        assert_eq!(median([4.0, 1.0, 2.0, 3.0].into_iter()), 2.5);
+        assert!(median(std::iter::empty()).is_nan());
+    }
+
+    #[test]
+    fn only_filters_by_label_text() {
+        let config = &plan::all()[0];
+        assert!(selected(config, &[]));
+        assert!(selected(config, &["hello-p3".into()]));
+        assert!(!selected(config, &["native".into()]));
+    }
+}
