@@ -7,15 +7,25 @@ use common::guest_wasm;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
+fn engine(component_model_async: bool) -> Engine {
+    let mut config = Config::new();
+    config.wasm_component_model_async(component_model_async);
+    Engine::new(&config).expect("engine")
+}
+
 /// The component's import and export names.
 fn interface_names(name: &str) -> (Vec<String>, Vec<String>) {
-    let mut config = Config::new();
-    config.wasm_component_model_async(true);
-    let engine = Engine::new(&config).expect("engine");
+    let engine = engine(true);
     let component = Component::from_file(&engine, guest_wasm(name)).expect("a component");
     let ty = component.component_type();
-    let imports = ty.imports(&engine).map(|(name, _)| name.to_owned()).collect();
-    let exports = ty.exports(&engine).map(|(name, _)| name.to_owned()).collect();
+    let imports = ty
+        .imports(&engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let exports = ty
+        .exports(&engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     (imports, exports)
 }
 
@@ -35,7 +45,10 @@ const P2_SAMPLES: [&str; 3] = ["hello_p2", "sleep_p2", "single_use_p2"];
 fn p3_samples_import_only_wasi_and_export_only_the_0_3_handler() {
     for name in P3_SAMPLES {
         let (imports, exports) = interface_names(name);
-        assert!(imports.iter().all(|i| i.starts_with("wasi:")), "{name}: {imports:?}");
+        assert!(
+            imports.iter().all(|i| i.starts_with("wasi:")),
+            "{name}: {imports:?}"
+        );
         assert_eq!(exports, ["wasi:http/handler@0.3.0"], "{name}");
     }
 }
@@ -45,9 +58,26 @@ fn p2_samples_import_only_wasi_0_2_and_export_only_the_incoming_handler() {
     for name in P2_SAMPLES {
         let (imports, exports) = interface_names(name);
         assert!(
-            imports.iter().all(|i| i.starts_with("wasi:") && i.contains("@0.2.")),
+            imports
+                .iter()
+                .all(|i| i.starts_with("wasi:") && i.contains("@0.2.")),
             "{name} imports something beyond WASI 0.2: {imports:?}"
         );
         assert_eq!(exports, ["wasi:http/incoming-handler@0.2.12"], "{name}");
     }
+}
+
+#[test]
+fn p2_samples_that_never_retire_load_on_hosts_without_component_model_async() {
+    // Their policy needs no backpressure, so the SDK links no
+    // `backpressure.inc`/`.dec` built-ins into them.
+    let engine = engine(false);
+    for name in ["hello_p2", "sleep_p2"] {
+        if let Err(error) = Component::from_file(&engine, guest_wasm(name)) {
+            panic!("{name} needs component-model async: {error:#}");
+        }
+    }
+    // A policy that retires instances does need them, and says so.
+    let error = Component::from_file(&engine, guest_wasm("single_use_p2")).unwrap_err();
+    assert!(format!("{error:#}").contains("requires the component model async feature"));
 }

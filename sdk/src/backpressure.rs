@@ -44,6 +44,10 @@ impl Drop for Backpressure {
     }
 }
 
+pub(crate) fn adjust(raise: bool) {
+    if raise { inc() } else { dec() }
+}
+
 pub(crate) fn inc() {
     wit_bindgen::backpressure_inc();
 }

@@ -87,11 +87,10 @@ macro_rules! export_p2 {
                     request: $crate::__private::wasip2::http::types::IncomingRequest,
                     response_out: $crate::__private::wasip2::http::types::ResponseOutparam,
                 ) {
-                    $crate::__private::p2::handle::<$handler>(
-                        &REPRISE_REUSE_POLICY,
-                        request,
-                        response_out,
-                    )
+                    $crate::__private::p2::handle::<
+                        $handler,
+                        { REPRISE_REUSE_POLICY.retires_instances() },
+                    >(&REPRISE_REUSE_POLICY, request, response_out)
                 }
             }
 

@@ -62,7 +62,7 @@ pub(crate) fn request_started(policy: &ReusePolicy) {
             .request_limit()
             .is_some_and(|limit| state.accepted >= limit)
         {
-            state.retire();
+            state.retire(raise_for_policy);
         }
         if !state.full
             && policy
@@ -70,7 +70,7 @@ pub(crate) fn request_started(policy: &ReusePolicy) {
                 .is_some_and(|limit| state.in_flight >= limit)
         {
             state.full = true;
-            backpressure::inc();
+            raise_for_policy();
         }
     });
 }
@@ -85,14 +85,14 @@ pub(crate) fn request_finished() {
                 .is_some_and(|limit| state.in_flight < limit)
         {
             state.full = false;
-            backpressure::dec();
+            lower_for_policy();
         }
         if state
             .policy
             .memory_limit()
             .is_some_and(|limit| linear_memory_bytes() > limit)
         {
-            state.retire();
+            state.retire(raise_for_policy);
         }
     });
 }
@@ -160,16 +160,27 @@ pub fn instance_stats() -> InstanceStats {
 /// }
 /// ```
 pub fn retire() {
-    STATE.with_borrow_mut(State::retire);
+    // Straight to the built-in: an app that retires needs it linked, even on
+    // p2 where policy-driven backpressure may be compiled out.
+    STATE.with_borrow_mut(|state| state.retire(backpressure::inc));
 }
 
 impl State {
-    fn retire(&mut self) {
+    /// Raises backpressure for good, once, with `raise`.
+    fn retire(&mut self, raise: fn()) {
         if !self.retired {
             self.retired = true;
-            backpressure::inc();
+            raise();
         }
     }
+}
+
+fn raise_for_policy() {
+    crate::rt::policy_backpressure(true);
+}
+
+fn lower_for_policy() {
+    crate::rt::policy_backpressure(false);
 }
 
 fn linear_memory_bytes() -> u64 {

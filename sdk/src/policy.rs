@@ -125,6 +125,13 @@ impl ReusePolicy {
         self.max_memory
     }
 
+    /// Whether the policy can retire an instance on its own (as opposed to
+    /// only limiting concurrency).
+    #[doc(hidden)]
+    pub const fn retires_instances(&self) -> bool {
+        self.request_limit().is_some() || self.max_memory.is_some()
+    }
+
     /// The policy as the `reprise:reuse-policy` section holds it: schema
     /// version 1 JSON, padded with spaces to a fixed length (JSON ignores
     /// trailing whitespace) so it can be built in a `const`.

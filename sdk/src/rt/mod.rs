@@ -19,6 +19,8 @@ type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
 trait Runtime {
     fn sleep(&self, duration: Duration) -> LocalFuture;
     fn spawn(&self, task: LocalFuture);
+    /// Raises or lowers backpressure on behalf of the reuse policy.
+    fn policy_backpressure(&self, raise: bool);
 }
 
 thread_local! {
@@ -52,6 +54,10 @@ pub async fn sleep(duration: Duration) {
 
 pub(crate) fn spawn(task: LocalFuture) {
     runtime().spawn(task)
+}
+
+pub(crate) fn policy_backpressure(raise: bool) {
+    runtime().policy_backpressure(raise)
 }
 
 /// The request's id as the client or a proxy sent it.

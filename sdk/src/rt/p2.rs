@@ -23,9 +23,17 @@ use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
 world_conversions!(wasip2::http::types);
 
-struct P2;
+/// The p2 runtime. `RETIRES` says whether the exported policy can retire an
+/// instance (never, request or memory limits).
+///
+/// A p2 call is never concurrent, so retiring is the only policy work that
+/// needs backpressure. Without it, `policy_backpressure` is a no-op and the
+/// component holds no `backpressure.inc`/`.dec` built-ins, which keeps it
+/// loadable on hosts without component-model async support (unless the app
+/// itself calls [`retire`](crate::retire) or [`hold`](crate::backpressure::hold)).
+struct P2<const RETIRES: bool>;
 
-impl Runtime for P2 {
+impl<const RETIRES: bool> Runtime for P2<RETIRES> {
     fn sleep(&self, duration: Duration) -> super::LocalFuture {
         let timer = wasip2::clocks::monotonic_clock::subscribe_duration(super::nanos(duration));
         Box::pin(executor::ready(timer))
@@ -34,16 +42,22 @@ impl Runtime for P2 {
     fn spawn(&self, task: super::LocalFuture) {
         executor::spawn(task);
     }
+
+    fn policy_backpressure(&self, raise: bool) {
+        if RETIRES {
+            crate::backpressure::adjust(raise);
+        }
+    }
 }
 
 /// Handles one request for the `H` exported by [`export_p2!`](crate::export_p2).
 #[doc(hidden)]
-pub fn handle<H: Handler>(
+pub fn handle<H: Handler, const RETIRES: bool>(
     policy: &'static ReusePolicy,
     request: IncomingRequest,
     out: ResponseOutparam,
 ) {
-    super::install(&P2);
+    super::install(&P2::<RETIRES>);
     let handler = crate::instance::handler::<H>();
     executor::run(async move {
         let request = match into_http(request) {

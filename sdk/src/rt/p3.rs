@@ -29,6 +29,10 @@ impl Runtime for P3 {
     fn spawn(&self, task: super::LocalFuture) {
         wasip3::spawn_local(task);
     }
+
+    fn policy_backpressure(&self, raise: bool) {
+        crate::backpressure::adjust(raise);
+    }
 }
 
 /// Handles one request for the `H` exported by [`export_p3!`](crate::export_p3).
