@@ -34,6 +34,14 @@ demo: build
 test: build
     cargo test --release -p reprise -p host-runner
 
+# Build the guide (docs/book) and the SDK's rustdoc; checks links, installs mdBook if missing
+docs: setup
+    RUSTDOCFLAGS="-D warnings" cargo doc --release -p reprise --no-deps --target wasm32-wasip2
+    scripts/check-doc-links.py
+    command -v mdbook >/dev/null || cargo install --locked mdbook
+    mdbook build docs
+    @echo "Guide: docs/book/index.html"
+
 # Format check and clippy, host and guests
 lint:
     cargo fmt --all -- --check
