@@ -9,7 +9,8 @@ version="48.0.8"
 root="target/peer"
 binary="$root/bin/wasmtime"
 
-if [ -x "$binary" ] && "$binary" --version | grep -q "^wasmtime $version "; then
+# `wasmtime --version` prints "wasmtime 48.0.8", maybe followed by a commit.
+if [ -x "$binary" ] && [ "$("$binary" --version | awk '{print $2}')" = "$version" ]; then
   echo "bench-peer: $binary is wasmtime $version already"
   exit 0
 fi
