@@ -1,4 +1,6 @@
-//! Misbehaves when asked to, so that tests can watch the host contain it.
+//! A handler that misbehaves when asked to, so that tests can watch the host
+//! contain it. The `faults-*` components export it under different reuse
+//! policies; this crate exports nothing itself.
 //! Each query parameter is one fault; several may be combined:
 //!
 //! - `trap=1`: panic, which traps the instance
@@ -12,8 +14,9 @@
 use reprise::{Body, Handler, IntoResponse, Request, Response, backpressure, query_param};
 use std::time::{Duration, Instant};
 
+/// The misbehaving handler.
 #[derive(Default)]
-struct Faults;
+pub struct Faults;
 
 fn number(request: &Request, name: &str) -> Option<u64> {
     query_param(request, name).and_then(|n| n.parse().ok())
@@ -59,5 +62,3 @@ impl Handler for Faults {
         Response::new(body)
     }
 }
-
-reprise::export_p3!(Faults);
