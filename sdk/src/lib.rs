@@ -33,6 +33,11 @@
 //! it on a small executor over `wasi:io` pollables, so [`sleep`], [`spawn`] and
 //! streaming bodies work in both worlds.
 //!
+//! Features: `p3` (for [`export_p3!`]) and `p2` (for [`export_p2!`]), both on
+//! by default. A component may turn the other world off
+//! (`default-features = false, features = ["p2"]`) to keep its bindings out
+//! of the build.
+//!
 //! What reprise deliberately does not do: routing, JSON, outgoing HTTP. It is
 //! the layer between the host's export and your code; use any router on top.
 #![deny(missing_docs)]
@@ -61,7 +66,12 @@ pub use scope::{RequestContext, RequestLocal, spawn};
 pub mod __private {
     pub use crate::instance::handler;
     pub use crate::policy::SECTION_LEN;
-    pub use crate::rt::{p2, p3};
+    #[cfg(feature = "p2")]
+    pub use crate::rt::p2;
+    #[cfg(feature = "p3")]
+    pub use crate::rt::p3;
+    #[cfg(feature = "p2")]
     pub use wasip2;
+    #[cfg(feature = "p3")]
     pub use wasip3;
 }

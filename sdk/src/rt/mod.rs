@@ -10,7 +10,9 @@ use std::cell::Cell;
 use std::pin::Pin;
 use std::time::Duration;
 
+#[cfg(feature = "p2")]
 pub mod p2;
+#[cfg(feature = "p3")]
 pub mod p3;
 
 type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
