@@ -42,6 +42,25 @@ docs: setup
     mdbook build docs
     @echo "Guide: docs/book/index.html"
 
+# Try `cargo component build` on every sample, if cargo-component is installed (not part of CI)
+component-build:
+    #!/usr/bin/env bash
+    set -uo pipefail
+    if ! command -v cargo-component >/dev/null; then
+        echo "cargo-component is not installed; try: cargo install --locked cargo-component --version 0.21.1"
+        exit 0
+    fi
+    # cargo-component 0.21 builds for wasm32-wasip1 and adapts the module to a component.
+    rustup target add wasm32-wasip1 >/dev/null
+    for guest in guests/*/; do
+        name=$(basename "$guest")
+        if (cd "$guest" && cargo component build --release >/dev/null 2>&1); then
+            echo "ok      $name  -> target/wasm32-wasip1/release/${name//-/_}.wasm"
+        else
+            echo "failed  $name"
+        fi
+    done
+
 # Format check and clippy, host and guests
 lint:
     cargo fmt --all -- --check
