@@ -3,8 +3,10 @@
 //! Anything that is not a servable component (a missing file, a file that is
 //! not wasm, a core module, a component without an HTTP handler, imports the
 //! host does not provide) is refused here, before any socket is opened, with
-//! a [`LoadError`] that names the file and says what to do. This module does
-//! not instantiate the component and does not read custom sections.
+//! a [`LoadError`] that names the file and says what to do. The component's
+//! `reprise:reuse-policy` section is read here too, before anything is
+//! compiled, so a malformed one stops start-up the same way. This module does
+//! not instantiate the component and does not apply the policy (config does).
 
 use std::fmt;
 use std::io;
@@ -16,8 +18,10 @@ use wasmtime_wasi_http::handler::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre as P2ProxyPre;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
-use crate::engine::{self, Allocator};
+use crate::config::ServeOptions;
+use crate::engine::{self, Allocator, PoolSizing};
 use crate::host::{self, Host};
+use crate::policy::{self, GuestPolicy, PolicyError};
 
 /// The WASI HTTP world a component serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,23 +50,44 @@ pub struct LoadedComponent {
     allocator: Allocator,
     interruptible: bool,
     world: World,
+    policy: Option<GuestPolicy>,
+    initial_memory: u64,
     pre: ProxyPre<Host>,
 }
 
 impl LoadedComponent {
-    /// Reads, compiles, links and classifies the component at `path`.
+    /// Reads, compiles, links and classifies the component at `path`, with
+    /// the default instance limits.
     ///
     /// `interruptible` compiles epoch checks into the guest; request
     /// timeouts need it to stop guests that never yield.
     pub fn load(path: &Path, interruptible: bool) -> Result<Self, LoadError> {
+        let defaults = ServeOptions::default();
+        Self::load_with(path, interruptible, &defaults)
+    }
+
+    /// Loads the component at `path` for serving with `options`: guest code
+    /// is interruptible when requests have a timeout, and the instance
+    /// allocator is sized for `options.max_instances` instances.
+    pub fn load_for(path: &Path, options: &ServeOptions) -> Result<Self, LoadError> {
+        Self::load_with(path, options.request_timeout.is_some(), options)
+    }
+
+    fn load_with(
+        path: &Path,
+        interruptible: bool,
+        options: &ServeOptions,
+    ) -> Result<Self, LoadError> {
         let problem = |kind| LoadError {
             path: path.to_path_buf(),
             kind,
         };
         let bytes = std::fs::read(path).map_err(|e| problem(LoadErrorKind::Unreadable(e)))?;
         classify_binary(&bytes).map_err(problem)?;
+        let policy = policy::read(&bytes).map_err(|e| problem(LoadErrorKind::Policy(e)))?;
 
-        let (engine, allocator) = engine::build(interruptible)
+        let sizing = PoolSizing::for_component(&bytes, options.max_instances);
+        let (engine, allocator) = engine::build(interruptible, &sizing)
             .map_err(|e| problem(LoadErrorKind::Engine(one_line(&e))))?;
         let component = Component::from_binary(&engine, &bytes)
             .map_err(|e| problem(LoadErrorKind::Invalid(one_line(&e))))?;
@@ -77,6 +102,12 @@ impl LoadedComponent {
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| problem(LoadErrorKind::UnsatisfiedImport(one_line(&e))))?;
+        const WASM_PAGE: u64 = 64 << 10;
+        let initial_memory = component
+            .resources_required()
+            .and_then(|needs| needs.max_initial_memory_size)
+            .unwrap_or(0)
+            .saturating_mul(WASM_PAGE);
         // The typed bindings are the authority on the world: they check the
         // handler's full signature, not just the export's name.
         let (world, pre) = match ServicePre::new(instance_pre.clone()) {
@@ -99,6 +130,8 @@ impl LoadedComponent {
             allocator,
             interruptible,
             world,
+            policy,
+            initial_memory,
             pre,
         })
     }
@@ -111,6 +144,18 @@ impl LoadedComponent {
     /// The world the component serves.
     pub fn world(&self) -> World {
         self.world
+    }
+
+    /// The reuse policy the component declares in its `reprise:reuse-policy`
+    /// section; `None` when it has none (it was not built with reprise).
+    pub fn policy(&self) -> Option<&GuestPolicy> {
+        self.policy.as_ref()
+    }
+
+    /// The largest initial size of any of the component's linear memories,
+    /// in bytes: what an instance needs before serving anything.
+    pub fn initial_memory(&self) -> u64 {
+        self.initial_memory
     }
 
     /// The instance allocator the engine ended up with.
@@ -147,6 +192,7 @@ enum LoadErrorKind {
     NotWasm,
     CoreModule,
     UnknownWasmVersion([u8; 4]),
+    Policy(PolicyError),
     Engine(String),
     Invalid(String),
     NoHttpHandler,
@@ -184,6 +230,10 @@ impl fmt::Display for LoadError {
             LoadErrorKind::UnknownWasmVersion(version) => write!(
                 f,
                 "{path} is a WebAssembly binary of an unknown version/layer ({version:02x?}); rebuild it as a component with a current toolchain"
+            ),
+            LoadErrorKind::Policy(e) => write!(
+                f,
+                "{path}: {e}; rebuild the component with a reprise release this host-runner reads, or upgrade host-runner"
             ),
             LoadErrorKind::Engine(e) => {
                 write!(f, "{path}: could not set up wasmtime to run it: {e}")
@@ -248,7 +298,7 @@ fn exports_http_handler(engine: &Engine, component: &Component) -> bool {
 
 /// wasmtime errors carry their causes and sometimes multi-line details; a
 /// load error must stay on one line.
-fn one_line(error: &wasmtime::Error) -> String {
+pub(crate) fn one_line(error: &wasmtime::Error) -> String {
     format!("{error:#}")
         .lines()
         .map(str::trim)

@@ -4,24 +4,39 @@
 //! The two are separate because some limits only make sense once the
 //! component's world is known: a p2 handler cannot be called concurrently,
 //! and the reuse defaults differ per world (they follow `wasmtime serve`).
-//! `EffectiveConfig` is the one place where every limit is settled, so a
-//! guest-declared reuse policy can later be applied here as a ceiling.
+//! `EffectiveConfig` is the one place where every limit is settled: the
+//! guest's declared reuse policy is applied here as a ceiling over the
+//! options, and each reuse limit remembers where its value came from
+//! ([`Origin`]) so start-up can say so.
 //!
-//! This module does not parse command lines (that is the binary's job) and
-//! does not validate addresses; it only parses and prints durations so that
-//! flags and messages use the same notation.
+//! This module does not parse command lines (that is the binary's job), does
+//! not read the policy section (the policy module does) and does not validate
+//! addresses; it only parses and prints durations and sizes so that flags and
+//! messages use the same notation.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::component::World;
+use crate::policy::{GuestPolicy, Reuse};
 
 /// `wasmtime serve` 48 defaults, so that switching between the two tools does
 /// not change behaviour.
 const P3_MAX_INSTANCE_REUSE_COUNT: usize = 128;
 const P2_MAX_INSTANCE_REUSE_COUNT: usize = 1;
 const P3_MAX_INSTANCE_CONCURRENT_REUSE_COUNT: usize = 16;
+
+/// How host-runner writes its own log lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines; guest output keeps its `stdout [instance N …] ::`
+    /// prefix on the host's own stdout and stderr.
+    #[default]
+    Text,
+    /// One JSON object per line on stderr, guest output included.
+    Json,
+}
 
 /// Serving options as given by the user; `None` means "the default for the
 /// component's world" or "no limit", as documented per field.
@@ -42,9 +57,12 @@ pub struct ServeOptions {
     /// Longest time a request may take to produce its response (no limit
     /// when `None`).
     pub request_timeout: Option<Duration>,
-    /// Requests handled at once across all instances; more wait (no limit
-    /// when `None`).
+    /// Requests handled at once across all instances; more wait up to
+    /// `request_queue_timeout`, then get 503 (no limit when `None`).
     pub max_concurrent_requests: Option<usize>,
+    /// How long a request waits for one of the `max_concurrent_requests`
+    /// slots before it gets 503; zero rejects at once.
+    pub request_queue_timeout: Duration,
     /// Open client connections; more wait in the accept queue (no limit
     /// when `None`).
     pub max_concurrent_connections: Option<usize>,
@@ -55,7 +73,37 @@ pub struct ServeOptions {
     /// Add `x-reprise-instance` and `x-reprise-instance-request` to
     /// responses, so tests can observe reuse.
     pub debug_headers: bool,
+    /// Serve Prometheus metrics at `/metrics` on this address.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_request_body_size: u64,
+    /// Largest size, in bytes, any one linear memory of an instance may grow
+    /// to; growth past it fails inside the guest.
+    pub max_memory_size: u64,
+    /// Most component instances alive at once; a request that needs one
+    /// more gets 503. Also sizes the pooling allocator.
+    pub max_instances: u32,
+    /// How long a client may take to send a request's headers; the
+    /// connection is closed after that (`None`: no limit).
+    pub header_read_timeout: Option<Duration>,
+    /// Format of host-runner's log lines.
+    pub log_format: LogFormat,
+    /// Serve as a host that does not read the `reprise:reuse-policy`
+    /// section would, leaving the policy to the guest's own run-time
+    /// enforcement (to test that enforcement).
+    pub ignore_guest_policy: bool,
 }
+
+/// Default for [`ServeOptions::max_request_body_size`]: 16 MiB.
+pub const DEFAULT_MAX_REQUEST_BODY_SIZE: u64 = 16 << 20;
+/// Default for [`ServeOptions::max_memory_size`]: 256 MiB per linear memory.
+pub const DEFAULT_MAX_MEMORY_SIZE: u64 = 256 << 20;
+/// Default for [`ServeOptions::max_instances`] (wasmtime's pooling default).
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+/// Default for [`ServeOptions::header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`ServeOptions::request_queue_timeout`].
+pub const DEFAULT_REQUEST_QUEUE_TIMEOUT: Duration = Duration::from_millis(100);
 
 impl Default for ServeOptions {
     fn default() -> Self {
@@ -67,10 +115,18 @@ impl Default for ServeOptions {
             idle_instance_timeout: Duration::from_secs(1),
             request_timeout: None,
             max_concurrent_requests: None,
+            request_queue_timeout: DEFAULT_REQUEST_QUEUE_TIMEOUT,
             max_concurrent_connections: None,
             env: Vec::new(),
             logging_prefix: true,
             debug_headers: false,
+            metrics_addr: None,
+            max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
+            max_memory_size: DEFAULT_MAX_MEMORY_SIZE,
+            max_instances: DEFAULT_MAX_INSTANCES,
+            header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
+            log_format: LogFormat::Text,
+            ignore_guest_policy: false,
         }
     }
 }
@@ -81,16 +137,25 @@ impl Default for ServeOptions {
 pub struct EffectiveConfig {
     /// The world the component was detected as.
     pub world: World,
+    /// The reuse policy the component declared, if it has one (and it was
+    /// not ignored).
+    pub guest_policy: Option<GuestPolicy>,
     /// Requests one instance accepts before it is retired (at least 1).
     pub max_instance_reuse_count: usize,
+    /// Where `max_instance_reuse_count` came from.
+    pub max_instance_reuse_count_origin: Origin,
     /// Requests one instance handles at the same time (at least 1; 1 for p2).
     pub max_instance_concurrent_reuse_count: usize,
+    /// Where `max_instance_concurrent_reuse_count` came from.
+    pub max_instance_concurrent_reuse_count_origin: Origin,
     /// How long an idle instance is kept for reuse.
     pub idle_instance_timeout: Duration,
     /// Longest time a request may take to produce its response.
     pub request_timeout: Option<Duration>,
     /// Requests handled at once across all instances.
     pub max_concurrent_requests: Option<usize>,
+    /// How long a request waits for a request slot before it gets 503.
+    pub request_queue_timeout: Duration,
     /// Open client connections.
     pub max_concurrent_connections: Option<usize>,
     /// Environment variables every instance sees.
@@ -99,14 +164,81 @@ pub struct EffectiveConfig {
     pub logging_prefix: bool,
     /// Add the reuse-observing response headers.
     pub debug_headers: bool,
+    /// Largest request body accepted, in bytes.
+    pub max_request_body_size: u64,
+    /// Largest size, in bytes, of any one linear memory of an instance.
+    pub max_memory_size: u64,
+    /// Most component instances alive at once (at least 1).
+    pub max_instances: u32,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Option<Duration>,
+    /// Format of host-runner's log lines (and of guest output in JSON).
+    pub log_format: LogFormat,
+}
+
+/// Where an effective reuse limit came from, as start-up reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The world's default, the same as `wasmtime serve`'s.
+    Default,
+    /// The option (command-line flag) as given.
+    Flag,
+    /// Fixed by the world: a p2 handler takes one call at a time.
+    P2Handler,
+    /// The guest's reuse policy, stricter than what the flag or default
+    /// asked for.
+    GuestPolicy {
+        /// The part of the policy that set the limit, e.g. `never` or
+        /// `max_requests 5`.
+        rule: String,
+        /// What the flag or default asked for.
+        asked: usize,
+        /// Whether `asked` came from the flag rather than the default.
+        from_flag: bool,
+    },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::Flag => f.write_str("flag"),
+            Origin::P2Handler => f.write_str("p2 handlers take one call at a time"),
+            Origin::GuestPolicy {
+                rule,
+                asked,
+                from_flag,
+            } => {
+                let said = if *from_flag { "flag said" } else { "default" };
+                write!(f, "guest policy: {rule}; {said} {asked}")
+            }
+        }
+    }
 }
 
 impl EffectiveConfig {
-    /// Settles `options` for a component of the given `world`.
+    /// Settles `options` for a component of the given `world` that declares
+    /// no reuse policy; see [`EffectiveConfig::resolve_with_policy`].
+    pub fn resolve(options: &ServeOptions, world: World) -> Self {
+        Self::resolve_with_policy(options, world, None)
+    }
+
+    /// Settles `options` for a component of the given `world` with the
+    /// reuse policy it declared, if any.
+    ///
+    /// The policy is a ceiling: each reuse limit is the flag's value (or the
+    /// world's default) unless the policy is stricter, so flags can tighten
+    /// a policy but never loosen it. `options.ignore_guest_policy` drops the
+    /// policy altogether.
     ///
     /// Counts of 0 are raised to 1: a limit of 0 would make the server hang
     /// or create and drop instances forever without serving anything.
-    pub fn resolve(options: &ServeOptions, world: World) -> Self {
+    pub fn resolve_with_policy(
+        options: &ServeOptions,
+        world: World,
+        policy: Option<&GuestPolicy>,
+    ) -> Self {
+        let policy = policy.filter(|_| !options.ignore_guest_policy);
         let (default_reuse, default_concurrent) = match world {
             World::P3 => (
                 P3_MAX_INSTANCE_REUSE_COUNT,
@@ -114,29 +246,86 @@ impl EffectiveConfig {
             ),
             World::P2 => (P2_MAX_INSTANCE_REUSE_COUNT, 1),
         };
-        let concurrent = match world {
-            World::P3 => options
-                .max_instance_concurrent_reuse_count
-                .unwrap_or(default_concurrent),
-            // A p2 `incoming-handler.handle` call is synchronous: a second
-            // call cannot start before the first returns.
-            World::P2 => 1,
-        };
+        let reuse_ceiling = policy.and_then(|policy| {
+            let rule = match policy.reuse {
+                Reuse::Never => "never".to_owned(),
+                Reuse::Serial | Reuse::Concurrent => {
+                    format!("max_requests {}", policy.max_requests?)
+                }
+            };
+            Some((policy.request_limit()?, rule))
+        });
+        let (max_instance_reuse_count, max_instance_reuse_count_origin) = ceiling(
+            options.max_instance_reuse_count,
+            default_reuse,
+            reuse_ceiling,
+        );
+        let (max_instance_concurrent_reuse_count, max_instance_concurrent_reuse_count_origin) =
+            match world {
+                World::P3 => {
+                    let concurrency_ceiling = policy.and_then(|policy| {
+                        let rule = match policy.reuse {
+                            Reuse::Never => "never".to_owned(),
+                            Reuse::Serial => "serial".to_owned(),
+                            Reuse::Concurrent => {
+                                format!("max_concurrency {}", policy.max_concurrency?)
+                            }
+                        };
+                        Some((u64::from(policy.concurrency_limit()?), rule))
+                    });
+                    ceiling(
+                        options.max_instance_concurrent_reuse_count,
+                        default_concurrent,
+                        concurrency_ceiling,
+                    )
+                }
+                // A p2 `incoming-handler.handle` call is synchronous: a
+                // second call cannot start before the first returns, so no
+                // flag or policy can change this.
+                World::P2 => (1, Origin::P2Handler),
+            };
         Self {
             world,
-            max_instance_reuse_count: options
-                .max_instance_reuse_count
-                .unwrap_or(default_reuse)
-                .max(1),
-            max_instance_concurrent_reuse_count: concurrent.max(1),
+            guest_policy: policy.copied(),
+            max_instance_reuse_count,
+            max_instance_reuse_count_origin,
+            max_instance_concurrent_reuse_count,
+            max_instance_concurrent_reuse_count_origin,
             idle_instance_timeout: options.idle_instance_timeout,
             request_timeout: options.request_timeout,
             max_concurrent_requests: options.max_concurrent_requests.map(|n| n.max(1)),
+            request_queue_timeout: options.request_queue_timeout,
             max_concurrent_connections: options.max_concurrent_connections.map(|n| n.max(1)),
             env: options.env.clone(),
             logging_prefix: options.logging_prefix,
             debug_headers: options.debug_headers,
+            max_request_body_size: options.max_request_body_size,
+            max_memory_size: options.max_memory_size,
+            max_instances: options.max_instances.max(1),
+            // Zero would close every connection before its first byte.
+            header_read_timeout: options.header_read_timeout.filter(|t| !t.is_zero()),
+            log_format: options.log_format,
         }
+    }
+}
+
+/// The flag's value (or `default`) unless the policy's limit is stricter.
+fn ceiling(flag: Option<usize>, default: usize, policy: Option<(u64, String)>) -> (usize, Origin) {
+    let (asked, origin) = match flag {
+        Some(n) => (n.max(1), Origin::Flag),
+        None => (default, Origin::Default),
+    };
+    match policy {
+        Some((limit, rule)) if limit < asked as u64 => (
+            // `limit < asked`, so it fits in a usize.
+            usize::try_from(limit).unwrap_or(asked),
+            Origin::GuestPolicy {
+                rule,
+                asked,
+                from_flag: flag.is_some(),
+            },
+        ),
+        _ => (asked, origin),
     }
 }
 
@@ -178,6 +367,47 @@ impl fmt::Display for HumanDuration {
             }
         }
         write!(f, "{nanos}ns")
+    }
+}
+
+/// Parses a size in bytes: a whole number with an optional binary unit,
+/// `K`/`KiB`, `M`/`MiB` or `G`/`GiB` (powers of 1024), or `B`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let invalid = || {
+        format!(
+            "invalid size `{text}`: expected a whole number of bytes with an optional unit, e.g. 4096, 64KiB, 8MiB or 1GiB"
+        )
+    };
+    let value: u64 = number.parse().map_err(|_| invalid())?;
+    let shift = match unit {
+        "" | "B" => 0,
+        "K" | "k" | "KiB" => 10,
+        "M" | "m" | "MiB" => 20,
+        "G" | "g" | "GiB" => 30,
+        _ => return Err(invalid()),
+    };
+    value.checked_mul(1 << shift).ok_or_else(invalid)
+}
+
+/// Displays a size in bytes in the notation [`parse_size`] reads, using the
+/// largest binary unit that keeps it exact (`8MiB`, `1536KiB`, `100B`).
+#[derive(Clone, Copy, Debug)]
+pub struct HumanSize(pub u64);
+
+impl fmt::Display for HumanSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.0;
+        for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+            if bytes != 0 && bytes.trailing_zeros() >= shift {
+                return write!(f, "{}{unit}", bytes >> shift);
+            }
+        }
+        write!(f, "{bytes}B")
     }
 }
 
@@ -229,6 +459,145 @@ mod tests {
         let p2 = EffectiveConfig::resolve(&options, World::P2);
         assert_eq!(p2.max_instance_reuse_count, 50);
         assert_eq!(p2.max_instance_concurrent_reuse_count, 1);
+    }
+
+    #[test]
+    fn sizes_read_binary_units_and_print_back_the_same_way() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("100B"), Ok(100));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("8M"), Ok(8 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        for bad in [
+            "",
+            "MiB",
+            "1.5MiB",
+            "-1",
+            "10TB",
+            "1 MiB",
+            "99999999999999999999G",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?} should be rejected");
+        }
+        let show = |n| HumanSize(n).to_string();
+        assert_eq!(show(8 << 20), "8MiB");
+        assert_eq!(show(1536 << 10), "1536KiB");
+        assert_eq!(show(1 << 30), "1GiB");
+        assert_eq!(show(100), "100B");
+        assert_eq!(show(0), "0B");
+    }
+
+    fn policy(json: &str) -> GuestPolicy {
+        crate::policy::parse(json.as_bytes()).expect("a valid policy")
+    }
+
+    #[test]
+    fn never_policy_caps_reuse_at_one_whatever_the_flag_says() {
+        let options = ServeOptions {
+            max_instance_reuse_count: Some(128),
+            ..ServeOptions::default()
+        };
+        let never = policy(r#"{"version":1,"reuse":"never"}"#);
+        let config = EffectiveConfig::resolve_with_policy(&options, World::P3, Some(&never));
+        assert_eq!(config.max_instance_reuse_count, 1);
+        assert_eq!(
+            config.max_instance_reuse_count_origin.to_string(),
+            "guest policy: never; flag said 128"
+        );
+        assert_eq!(config.max_instance_concurrent_reuse_count, 1);
+        assert_eq!(
+            config
+                .max_instance_concurrent_reuse_count_origin
+                .to_string(),
+            "guest policy: never; default 16"
+        );
+    }
+
+    #[test]
+    fn serial_policy_caps_concurrency_at_one_over_a_looser_flag() {
+        let options = ServeOptions {
+            max_instance_concurrent_reuse_count: Some(16),
+            ..ServeOptions::default()
+        };
+        let serial = policy(r#"{"version":1,"reuse":"serial"}"#);
+        let config = EffectiveConfig::resolve_with_policy(&options, World::P3, Some(&serial));
+        assert_eq!(config.max_instance_concurrent_reuse_count, 1);
+        assert_eq!(config.max_instance_reuse_count, 128);
+        assert_eq!(config.max_instance_reuse_count_origin, Origin::Default);
+    }
+
+    #[test]
+    fn flags_may_tighten_a_policy_but_never_loosen_it() {
+        let limits =
+            policy(r#"{"version":1,"reuse":"concurrent","max_concurrency":8,"max_requests":5}"#);
+        let loose = ServeOptions {
+            max_instance_reuse_count: Some(1000),
+            max_instance_concurrent_reuse_count: Some(64),
+            ..ServeOptions::default()
+        };
+        let config = EffectiveConfig::resolve_with_policy(&loose, World::P3, Some(&limits));
+        assert_eq!(
+            (
+                config.max_instance_reuse_count,
+                config.max_instance_concurrent_reuse_count
+            ),
+            (5, 8)
+        );
+        assert_eq!(
+            config.max_instance_reuse_count_origin.to_string(),
+            "guest policy: max_requests 5; flag said 1000"
+        );
+        let tight = ServeOptions {
+            max_instance_reuse_count: Some(2),
+            max_instance_concurrent_reuse_count: Some(3),
+            ..ServeOptions::default()
+        };
+        let config = EffectiveConfig::resolve_with_policy(&tight, World::P3, Some(&limits));
+        assert_eq!(
+            (
+                config.max_instance_reuse_count,
+                config.max_instance_concurrent_reuse_count
+            ),
+            (2, 3)
+        );
+        assert_eq!(config.max_instance_reuse_count_origin, Origin::Flag);
+    }
+
+    #[test]
+    fn a_policy_without_limits_leaves_the_defaults_and_can_be_ignored() {
+        let concurrent = policy(r#"{"version":1,"reuse":"concurrent"}"#);
+        let config = EffectiveConfig::resolve_with_policy(
+            &ServeOptions::default(),
+            World::P3,
+            Some(&concurrent),
+        );
+        assert_eq!(config.max_instance_reuse_count, 128);
+        assert_eq!(config.max_instance_concurrent_reuse_count, 16);
+        assert_eq!(config.guest_policy, Some(concurrent));
+
+        let never = policy(r#"{"version":1,"reuse":"never"}"#);
+        let ignoring = ServeOptions {
+            ignore_guest_policy: true,
+            ..ServeOptions::default()
+        };
+        let config = EffectiveConfig::resolve_with_policy(&ignoring, World::P3, Some(&never));
+        assert_eq!(config.max_instance_reuse_count, 128);
+        assert_eq!(config.guest_policy, None);
+    }
+
+    #[test]
+    fn p2_concurrency_is_one_whatever_the_policy() {
+        let concurrent = policy(r#"{"version":1,"reuse":"concurrent","max_concurrency":4}"#);
+        let config = EffectiveConfig::resolve_with_policy(
+            &ServeOptions::default(),
+            World::P2,
+            Some(&concurrent),
+        );
+        assert_eq!(config.max_instance_concurrent_reuse_count, 1);
+        assert_eq!(
+            config.max_instance_concurrent_reuse_count_origin,
+            Origin::P2Handler
+        );
     }
 
     #[test]

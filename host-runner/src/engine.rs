@@ -4,15 +4,17 @@
 //!
 //! This module decides *how* guest code can be interrupted (epoch checks
 //! compiled in, a thread advancing the epoch); *when* a request has run too
-//! long is decided by the worker module. It does not load components.
+//! long is decided by the worker module. It sizes the pooling allocator for
+//! `--max-instances` instances of one component ([`PoolSizing`]), but does
+//! not load components; the instance count and `--max-memory-size` are
+//! enforced elsewhere (worker and host modules) whichever allocator is in
+//! use, so that both fail the same way: at instantiation, with a 503.
 
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, Memory, MemoryType, PoolingAllocationConfig, Store,
-};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How instances get their memories, tables and stacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,11 +27,92 @@ pub enum Allocator {
     OnDemand,
 }
 
+/// How big the pooling allocator's pools are: enough for `instances`
+/// instances of one component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PoolSizing {
+    instances: u32,
+    /// What one instance of the component takes from the pools.
+    footprint: Footprint,
+}
+
+/// Core instances, linear memories and tables one instance of a component
+/// allocates, counted from its binary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Footprint {
+    core_instances: u32,
+    memories: u32,
+    tables: u32,
+}
+
+impl PoolSizing {
+    /// Sizing for `instances` instances of the component in `wasm`.
+    pub(crate) fn for_component(wasm: &[u8], instances: u32) -> Self {
+        Self {
+            instances: instances.max(1),
+            footprint: Footprint::of(wasm),
+        }
+    }
+
+    fn pooling_config(&self) -> PoolingAllocationConfig {
+        let per_instance = |need: u32| self.instances.saturating_mul(need.max(1));
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(self.instances)
+            .total_core_instances(per_instance(self.footprint.core_instances))
+            .total_memories(per_instance(self.footprint.memories))
+            .total_tables(per_instance(self.footprint.tables))
+            // One fiber stack per instance, as wasmtime's defaults have it.
+            .total_stacks(self.instances);
+        pool
+    }
+}
+
+impl Footprint {
+    /// Counts what instantiating `wasm` allocates, assuming each embedded
+    /// core module is instantiated once (what component toolchains emit).
+    /// An undercount only means the pool may run out before
+    /// `--max-instances` does, which is still answered with a 503.
+    fn of(wasm: &[u8]) -> Self {
+        let mut footprint = Footprint {
+            core_instances: 0,
+            memories: 0,
+            tables: 0,
+        };
+        for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+            // Structural errors are for the compiler to report.
+            let Ok(payload) = payload else { break };
+            match payload {
+                wasmparser::Payload::InstanceSection(instances) => {
+                    for instance in instances.into_iter().flatten() {
+                        if matches!(instance, wasmparser::Instance::Instantiate { .. }) {
+                            footprint.core_instances += 1;
+                        }
+                    }
+                }
+                wasmparser::Payload::MemorySection(memories) => {
+                    footprint.memories += memories.count();
+                }
+                wasmparser::Payload::TableSection(tables) => footprint.tables += tables.count(),
+                _ => {}
+            }
+        }
+        footprint
+    }
+}
+
 /// Builds the engine shared by every instance of a component.
 ///
 /// `interruptible` compiles epoch checks into guest code; it is needed for
 /// request timeouts to stop busy loops, and costs a little speed otherwise.
-pub(crate) fn build(interruptible: bool) -> wasmtime::Result<(Engine, Allocator)> {
+///
+/// The pooling allocator is used when its pools fit this machine's address
+/// space (each memory slot reserves several GiB so that bounds checks can be
+/// elided; 39-bit address spaces or a strict `ulimit -v` may not have
+/// room); otherwise instances are allocated on demand.
+pub(crate) fn build(
+    interruptible: bool,
+    sizing: &PoolSizing,
+) -> wasmtime::Result<(Engine, Allocator)> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.wasm_component_model_async(true);
@@ -39,39 +122,14 @@ pub(crate) fn build(interruptible: bool) -> wasmtime::Result<(Engine, Allocator)
     // one. It is wasmtime's default; set it so no future default changes it.
     config.memory_init_cow(true);
 
-    let allocator = if pooling_fits_address_space() {
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(
-            PoolingAllocationConfig::default(),
-        ));
-        Allocator::Pooling
-    } else {
-        Allocator::OnDemand
-    };
-    let engine = Engine::new(&config)?;
-    Ok((engine, allocator))
-}
-
-/// Whether this machine can reserve the pooling allocator's address space.
-///
-/// The default pool reserves about 2^42 bytes of virtual memory (1000
-/// memories of 4 GiB plus guards). Some kernels and CPUs (39-bit address
-/// spaces, strict `ulimit -v`) cannot, and then the engine would fail to
-/// start; so try to reserve that much once, and fall back to on-demand
-/// allocation when it fails.
-fn pooling_fits_address_space() -> bool {
-    const POOL_ADDRESS_BITS: u32 = 42;
-    const WASM_PAGE_BITS: u32 = 16;
-    let mut config = Config::new();
-    config.wasm_memory64(true);
-    config.memory_reservation(1 << POOL_ADDRESS_BITS);
-    let Ok(engine) = Engine::new(&config) else {
-        return false;
-    };
-    let mut store = Store::new(&engine, ());
-    // A 64-bit memory whose maximum spans the whole range forces wasmtime to
-    // reserve it at creation, which is exactly the question asked.
-    let ty = MemoryType::new64(0, Some(1 << (POOL_ADDRESS_BITS - WASM_PAGE_BITS)));
-    Memory::new(&mut store, ty).is_ok()
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(sizing.pooling_config()));
+    // The pools are reserved when the engine is created, so this is where
+    // a machine without room for them says so.
+    if let Ok(engine) = Engine::new(&config) {
+        return Ok((engine, Allocator::Pooling));
+    }
+    config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+    Ok((Engine::new(&config)?, Allocator::OnDemand))
 }
 
 /// A thread advancing the engine's epoch at a fixed period while it lives.

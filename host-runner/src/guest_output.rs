@@ -1,6 +1,14 @@
 //! Guest stdout and stderr, forwarded to the host's, one whole line at a
-//! time, each line prefixed with the instance that wrote it
-//! (`stdout [instance 3] :: hello`).
+//! time, each line labelled with the instance that wrote it and the requests
+//! it was serving (`stdout [instance 3 request 7f2a…] :: hello`), or, with
+//! `--log-format json`, as one JSON log event per line carrying the same
+//! labels.
+//!
+//! The host cannot tell which of an instance's concurrent requests wrote a
+//! line (p3 output streams are not tied to a task), so a line is labelled
+//! with every request in flight on the instance when it is written: exact
+//! for p2 and serial instances, a short list for concurrent ones, none for
+//! output between requests.
 //!
 //! Lines are buffered per instance and written with a single `write_all`
 //! under the host stream's lock, so concurrent instances never interleave
@@ -29,6 +37,56 @@ pub(crate) enum HostStream {
     Stderr,
 }
 
+/// How guest lines are written out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OutputStyle {
+    /// As the guest wrote them.
+    Bare,
+    /// After a `stdout [instance N request ID] :: ` prefix.
+    Prefixed,
+    /// As `tracing` events (target `guest`), which the JSON log format
+    /// writes as one object per line on stderr.
+    Events,
+}
+
+/// The instance an output stream belongs to and the ids of the requests it
+/// is serving, shared by its stdout, its stderr and the worker.
+#[derive(Debug)]
+pub(crate) struct RequestLabels {
+    instance: u64,
+    requests: Mutex<Vec<Arc<str>>>,
+}
+
+impl RequestLabels {
+    pub(crate) fn new(instance: u64) -> Arc<Self> {
+        Arc::new(Self {
+            instance,
+            requests: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn request_started(&self, id: Arc<str>) {
+        self.lock().push(id);
+    }
+
+    pub(crate) fn request_finished(&self, id: &str) {
+        let mut requests = self.lock();
+        if let Some(index) = requests.iter().position(|r| &**r == id) {
+            requests.swap_remove(index);
+        }
+    }
+
+    /// The ids of the requests in flight on the instance.
+    pub(crate) fn in_flight(&self) -> Vec<Arc<str>> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<str>>> {
+        // The list stays consistent even if a holder panicked.
+        self.requests.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// One guest stream (stdout or stderr of one instance).
 ///
 /// Clones share the pending partial line: WASI hands out several handles to
@@ -38,16 +96,27 @@ pub(crate) struct GuestOutput(Arc<LineBuffer>);
 
 struct LineBuffer {
     stream: HostStream,
-    prefix: String,
+    /// The guest stream's name (`stdout`, `stderr`) for labels; the host
+    /// stream it goes to may differ.
+    name: &'static str,
+    style: OutputStyle,
+    labels: Arc<RequestLabels>,
     pending: Mutex<Vec<u8>>,
 }
 
 impl GuestOutput {
-    /// `prefix` is written before every line; empty for no prefix.
-    pub(crate) fn new(stream: HostStream, prefix: String) -> Self {
+    /// Output of the guest stream `name`, written to the host's `stream`.
+    pub(crate) fn new(
+        stream: HostStream,
+        name: &'static str,
+        style: OutputStyle,
+        labels: Arc<RequestLabels>,
+    ) -> Self {
         Self(Arc::new(LineBuffer {
             stream,
-            prefix,
+            name,
+            style,
+            labels,
             pending: Mutex::new(Vec::new()),
         }))
     }
@@ -79,9 +148,39 @@ impl LineBuffer {
     /// Writes complete lines (each ending in `\n`) with one call, so that
     /// the host stream's own lock keeps them together.
     fn emit(&self, lines: &[u8]) {
-        let mut out = Vec::with_capacity(lines.len() + self.prefix.len() * 4);
+        let prefix = match self.style {
+            OutputStyle::Bare => String::new(),
+            OutputStyle::Prefixed => {
+                let requests = self.labels.in_flight();
+                let (noun, ids) = match requests.len() {
+                    0 => ("", String::new()),
+                    1 => (" request ", requests.join(",")),
+                    _ => (" requests ", requests.join(",")),
+                };
+                format!(
+                    "{} [instance {}{noun}{ids}] :: ",
+                    self.name, self.labels.instance
+                )
+            }
+            OutputStyle::Events => {
+                let requests = self.labels.in_flight().join(",");
+                for line in lines.split_inclusive(|&b| b == b'\n') {
+                    let line = String::from_utf8_lossy(line);
+                    tracing::info!(
+                        target: "guest",
+                        stream = self.name,
+                        instance = self.labels.instance,
+                        request_id = requests,
+                        "{}",
+                        line.trim_end_matches(['\r', '\n'])
+                    );
+                }
+                return;
+            }
+        };
+        let mut out = Vec::with_capacity(lines.len() + prefix.len() * 4);
         for line in lines.split_inclusive(|&b| b == b'\n') {
-            out.extend_from_slice(self.prefix.as_bytes());
+            out.extend_from_slice(prefix.as_bytes());
             out.extend_from_slice(line);
         }
         let _ = match self.stream {

@@ -1,23 +1,39 @@
 //! Per-instance host state (the `T` of `Store<T>`), the stores that hold it,
 //! and the linker that provides WASI to both HTTP worlds.
 //!
-//! Everything an instance can reach from the host is decided here. This
+//! Everything an instance can reach from the host is decided here, and each
+//! of the instance's linear memories is held to `--max-memory-size`. This
 //! module does not decide when instances are created, reused or dropped
-//! (that is the worker module), and it sets no resource limits yet.
+//! (that is the worker module).
+
+use std::sync::Arc;
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::config::EffectiveConfig;
-use crate::guest_output::{GuestOutput, HostStream};
+use crate::config::{EffectiveConfig, LogFormat};
+use crate::guest_output::{GuestOutput, HostStream, OutputStyle, RequestLabels};
 
 /// The host side of one component instance.
 pub struct Host {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
+    /// `--max-memory-size`. Past it, growth fails in the guest
+    /// (`memory.grow` returns -1), which a Rust guest turns into an
+    /// allocation-failure trap.
+    limits: StoreLimits,
+    labels: Arc<RequestLabels>,
+}
+
+impl Host {
+    /// The instance's id and the requests it is serving, as its output is
+    /// labelled.
+    pub(crate) fn request_labels(&self) -> &Arc<RequestLabels> {
+        &self.labels
+    }
 }
 
 impl WasiView for Host {
@@ -61,18 +77,26 @@ pub(crate) fn new_store(
     instance_id: u64,
     config: &EffectiveConfig,
 ) -> Store<Host> {
-    let (stdout_prefix, stderr_prefix) = if config.logging_prefix {
-        (
-            format!("stdout [instance {instance_id}] :: "),
-            format!("stderr [instance {instance_id}] :: "),
-        )
-    } else {
-        (String::new(), String::new())
+    let style = match (config.log_format, config.logging_prefix) {
+        (LogFormat::Json, _) => OutputStyle::Events,
+        (LogFormat::Text, true) => OutputStyle::Prefixed,
+        (LogFormat::Text, false) => OutputStyle::Bare,
     };
+    let labels = RequestLabels::new(instance_id);
     let wasi = WasiCtxBuilder::new()
         .envs(&config.env)
-        .stdout(GuestOutput::new(HostStream::Stdout, stdout_prefix))
-        .stderr(GuestOutput::new(HostStream::Stderr, stderr_prefix))
+        .stdout(GuestOutput::new(
+            HostStream::Stdout,
+            "stdout",
+            style,
+            labels.clone(),
+        ))
+        .stderr(GuestOutput::new(
+            HostStream::Stderr,
+            "stderr",
+            style,
+            labels.clone(),
+        ))
         .build();
     let mut store = Store::new(
         engine,
@@ -80,8 +104,13 @@ pub(crate) fn new_store(
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(usize::try_from(config.max_memory_size).unwrap_or(usize::MAX))
+                .build(),
+            labels,
         },
     );
+    store.limiter(|host| &mut host.limits);
     // When the engine ticks epochs (request timeouts are on), running guest
     // code yields to the executor at every tick instead of trapping. The
     // yield is what lets the worker check, from outside the store's event

@@ -4,12 +4,17 @@
 //! The pieces, in the order a request meets them:
 //! - [`shutdown`]: when to stop (signals, a shutdown address, a call);
 //! - [`server`]: hyper front end, error responses, debug headers;
+//! - `request`: request ids, in-flight accounting, the body-size limit;
 //! - `worker`: the `ProxyHandler` traits: instance creation, reuse
-//!   limits, timeouts;
-//! - `host`: per-instance WASI state and the linker;
-//! - [`component`]: loading and world detection;
-//! - `engine`: wasmtime engine, allocator, epoch ticker;
-//! - [`config`]: options as given and as applied.
+//!   limits, timeouts, why each instance was dropped;
+//! - `host`: per-instance WASI state, the memory limit and the linker;
+//! - `guest_output`: guest stdout/stderr, labelled per instance and request;
+//! - `metrics`: counters and histograms, served at `/metrics`;
+//! - [`component`]: loading, world detection, the policy section;
+//! - [`policy`]: the guest's `reprise:reuse-policy`;
+//! - `engine`: wasmtime engine, allocator and its pools, epoch ticker;
+//! - [`config`]: options as given and as applied (the policy as a ceiling);
+//! - [`logging`]: host-runner's own log lines (text or JSON).
 //!
 //! The binary is a thin layer over this library; tests and benches drive the
 //! same types:
@@ -32,12 +37,19 @@ pub mod config;
 mod engine;
 mod guest_output;
 mod host;
+pub mod logging;
+mod metrics;
+pub mod policy;
+mod request;
 pub mod server;
 pub mod shutdown;
 mod worker;
 
 pub use component::{LoadError, LoadedComponent, World};
-pub use config::{EffectiveConfig, HumanDuration, ServeOptions, parse_duration};
+pub use config::{
+    EffectiveConfig, HumanDuration, HumanSize, LogFormat, Origin, ServeOptions, parse_duration,
+    parse_size,
+};
 pub use engine::Allocator;
 pub use server::{INSTANCE_HEADER, INSTANCE_REQUEST_HEADER, Server};
 pub use shutdown::Shutdown;

@@ -12,9 +12,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use host_runner::config::{
+    DEFAULT_MAX_INSTANCES, DEFAULT_MAX_MEMORY_SIZE, DEFAULT_MAX_REQUEST_BODY_SIZE,
+};
+use host_runner::policy::GuestPolicy;
 use host_runner::{
-    Allocator, HumanDuration, LoadedComponent, ServeOptions, Server, Shutdown, parse_duration,
+    Allocator, HumanDuration, HumanSize, LoadedComponent, LogFormat, ServeOptions, Server,
+    Shutdown, parse_duration, parse_size,
 };
 
 /// Serves WASI HTTP components (p2 and p3) with wasmtime, reusing instances
@@ -68,10 +73,38 @@ struct ServeArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     request_timeout: Option<Duration>,
 
-    /// Requests handled at the same time across all instances; more wait
+    /// Requests handled at the same time across all instances; more wait up
+    /// to --request-queue-timeout, then get 503 with Retry-After
     /// [default: no limit].
     #[arg(long, value_name = "N")]
     max_concurrent_requests: Option<usize>,
+
+    /// How long a request waits for a slot when --max-concurrent-requests
+    /// are in flight before it gets 503; 0 rejects at once.
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
+    request_queue_timeout: Duration,
+
+    /// Component instances alive at the same time; a request that needs
+    /// another gets 503 with Retry-After. Also sizes the pooling allocator.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_INSTANCES)]
+    max_instances: u32,
+
+    /// Largest size any one linear memory of an instance may grow to
+    /// (sizes: a number of bytes or with KiB, MiB or GiB); growing past it
+    /// fails inside the guest, which usually traps (500)
+    /// [default: 256MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_memory_size: Option<u64>,
+
+    /// Largest request body accepted; larger ones get 413 [default: 16MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_request_body_size: Option<u64>,
+
+    /// How long a client may take to send a request's headers (and a
+    /// keep-alive connection may stay idle) before the connection is
+    /// closed; 0 for no limit.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
 
     /// Client connections open at the same time; more wait to be accepted
     /// [default: no limit].
@@ -83,9 +116,27 @@ struct ServeArgs {
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
     env: Vec<(String, String)>,
 
-    /// Print guest output as is, without the `stdout [instance N] :: ` prefix.
+    /// Print guest output as is, without the `stdout [instance N request
+    /// ID] :: ` prefix (text log format only).
     #[arg(long)]
     no_logging_prefix: bool,
+
+    /// Format of host-runner's log lines on stderr; `json` writes one object
+    /// per line, guest output included. Filter with RUST_LOG (default
+    /// `info`).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormatArg::Text)]
+    log_format: LogFormatArg,
+
+    /// Serve Prometheus metrics at http://SOCKADDR/metrics; port 0 picks a
+    /// free port (printed on stderr).
+    #[arg(long, value_name = "SOCKADDR")]
+    metrics_addr: Option<SocketAddr>,
+
+    /// Do not apply the component's reprise:reuse-policy section, as a host
+    /// that does not read it would not (to test the guest's own run-time
+    /// enforcement).
+    #[arg(long)]
+    ignore_guest_policy: bool,
 
     /// Add `x-reprise-instance` (instance number, from 1) and
     /// `x-reprise-instance-request` (request number on that instance, from
@@ -98,6 +149,12 @@ struct ServeArgs {
     component: PathBuf,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
 impl ServeArgs {
     fn options(&self) -> ServeOptions {
         ServeOptions {
@@ -108,10 +165,23 @@ impl ServeArgs {
             idle_instance_timeout: self.idle_instance_timeout,
             request_timeout: self.request_timeout,
             max_concurrent_requests: self.max_concurrent_requests,
+            request_queue_timeout: self.request_queue_timeout,
             max_concurrent_connections: self.max_concurrent_connections,
             env: self.env.clone(),
             logging_prefix: !self.no_logging_prefix,
             debug_headers: self.debug_headers,
+            metrics_addr: self.metrics_addr,
+            max_request_body_size: self
+                .max_request_body_size
+                .unwrap_or(DEFAULT_MAX_REQUEST_BODY_SIZE),
+            max_memory_size: self.max_memory_size.unwrap_or(DEFAULT_MAX_MEMORY_SIZE),
+            max_instances: self.max_instances,
+            header_read_timeout: Some(self.header_read_timeout),
+            log_format: match self.log_format {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            },
+            ignore_guest_policy: self.ignore_guest_policy,
         }
     }
 }
@@ -155,9 +225,10 @@ fn main() -> ExitCode {
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let options = args.options();
+    host_runner::logging::init(options.log_format).map_err(anyhow::Error::msg)?;
     // Load before starting anything: a component that cannot be served must
     // fail fast, not on its first request.
-    let component = LoadedComponent::load(&args.component, options.request_timeout.is_some())?;
+    let component = LoadedComponent::load_for(&args.component, &options)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -169,6 +240,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             .context("cannot install the Ctrl-C/SIGTERM handlers")?;
         let allocator = component.allocator();
         let path = component.path().display().to_string();
+        let declared = component.policy().copied();
         let server = Server::bind(component, &options).await?;
         let shutdown_addr = match options.shutdown_addr {
             Some(addr) => Some(shutdown.listen_on(addr).await.map_err(|e| {
@@ -178,8 +250,11 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             })?),
             None => None,
         };
+        describe(&path, allocator, declared, &server);
+        if let Some(addr) = server.metrics_addr() {
+            eprintln!("Metrics on http://{addr}/metrics");
+        }
         // Scripts look for the last two lines; keep them last and adjacent.
-        describe(&path, allocator, &server);
         if let Some(addr) = shutdown_addr {
             eprintln!("Listening for shutdown on tcp://{addr}/");
         }
@@ -192,22 +267,38 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     result
 }
 
-/// One line telling the operator what was loaded and which limits apply.
-fn describe(path: &str, allocator: Allocator, server: &Server) {
+/// One line telling the operator what was loaded, which limits apply and
+/// where the reuse limits came from (flag, default or the guest's policy).
+fn describe(path: &str, allocator: Allocator, declared: Option<GuestPolicy>, server: &Server) {
     let config = server.config();
     let allocator = match allocator {
         Allocator::Pooling => "pooling allocator",
         Allocator::OnDemand => "on-demand allocator",
     };
-    let timeout = config
-        .request_timeout
-        .map_or_else(|| "none".to_owned(), |t| HumanDuration(t).to_string());
-    eprintln!(
-        "host-runner: {path}: {} component, {allocator}; max-instance-reuse-count {}, max-instance-concurrent-reuse-count {}, idle-instance-timeout {}, request-timeout {timeout}",
+    let policy = match (declared, &config.guest_policy) {
+        (_, Some(policy)) => format!("guest policy {policy}"),
+        (Some(policy), None) => format!("guest policy {policy} ignored (--ignore-guest-policy)"),
+        (None, None) => "no guest policy".to_owned(),
+    };
+    let or_none = |limit: Option<String>| limit.unwrap_or_else(|| "none".to_owned());
+    tracing::info!(
+        "{path}: {} component, {allocator}, {policy}; max-instance-reuse-count {} ({}), max-instance-concurrent-reuse-count {} ({}), idle-instance-timeout {}, request-timeout {}, max-concurrent-requests {}, max-instances {}, max-memory-size {}, max-request-body-size {}, header-read-timeout {}",
         config.world,
         config.max_instance_reuse_count,
+        config.max_instance_reuse_count_origin,
         config.max_instance_concurrent_reuse_count,
+        config.max_instance_concurrent_reuse_count_origin,
         HumanDuration(config.idle_instance_timeout),
+        or_none(config.request_timeout.map(|t| HumanDuration(t).to_string())),
+        or_none(config.max_concurrent_requests.map(|n| n.to_string())),
+        config.max_instances,
+        HumanSize(config.max_memory_size),
+        HumanSize(config.max_request_body_size),
+        or_none(
+            config
+                .header_read_timeout
+                .map(|t| HumanDuration(t).to_string())
+        ),
     );
 }
 

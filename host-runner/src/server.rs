@@ -1,16 +1,28 @@
 //! The HTTP/1.1 front end: accepts connections with hyper, passes each
 //! request to the `ProxyHandler`, and turns failures into short plain-text
-//! responses (504 timed out, 500 trapped or no response, 503 no instance).
+//! responses: 504 timed out; 500 trapped or no response; 503 (with
+//! `Retry-After`) when `--max-concurrent-requests` are in flight or
+//! `--max-instances` instances are alive; 503 when instantiation fails; 413
+//! for a body over `--max-request-body-size`. hyper itself answers malformed
+//! requests (400) and heads over 64 KiB or 100 headers (431), and closes
+//! connections whose head takes longer than `--header-read-timeout`.
+//!
+//! Overload is handled with a short bounded wait: a request that finds every
+//! request slot taken waits up to `--request-queue-timeout` (100ms by
+//! default) for one, then gets 503. The wait absorbs bursts shorter than a
+//! request; anything longer is shed at once so a load balancer can retry
+//! elsewhere, instead of building a queue whose latency nobody asked for.
 //!
 //! Clients only ever see a one-line reason; the detailed error (guest
-//! backtrace included) goes to stderr. This module does not create instances
-//! or decide reuse (worker module) and does not catch signals (shutdown
-//! module).
+//! backtrace included) goes to the log, on a line carrying the request id
+//! and the instance. This module does not create instances or decide reuse
+//! (worker module) and does not catch signals (shutdown module).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,24 +30,29 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::header::{
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument as _;
 use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::{
     ExpirationError, InstantiationError, ProxyHandler, TrapOrPanicError,
 };
 
 use crate::component::LoadedComponent;
-use crate::config::{EffectiveConfig, HumanDuration, ServeOptions};
+use crate::config::{EffectiveConfig, HumanDuration, HumanSize, ServeOptions};
 use crate::engine::EpochTicker;
+use crate::metrics::{self, Metrics, Outcome};
+use crate::request::{InFlight, LimitedBody, RequestIds};
 use crate::shutdown::Shutdown;
-use crate::worker::{Instances, RequestTicket};
+use crate::worker::{InstanceLimitError, Instances, RequestTicket};
 
 /// Response header naming the instance that served the request
 /// (`--debug-headers`).
@@ -47,10 +64,21 @@ pub const INSTANCE_REQUEST_HEADER: &str = "x-reprise-instance-request";
 /// Pending connections the kernel may queue while the server is busy.
 const LISTEN_BACKLOG: u32 = 1024;
 
+/// Largest request head (request line and headers) accepted; larger ones
+/// get 431. Far above what browsers and proxies send (8-16 KiB), far below
+/// hyper's own ~400 KiB buffer limit.
+const MAX_HEADER_SIZE: usize = 64 << 10;
+
+/// What a client told to retry waits, in seconds (`Retry-After`): long
+/// enough for a request slot or an instance to free up, short enough not to
+/// matter to a user.
+const RETRY_AFTER_SECONDS: u32 = 1;
+
 /// A bound, not yet running, HTTP server for one component.
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
     shared: Arc<Shared>,
 }
 
@@ -59,19 +87,34 @@ struct Shared {
     handler: ProxyHandler<Instances>,
     config: Arc<EffectiveConfig>,
     request_slots: Option<Arc<Semaphore>>,
+    metrics: Arc<Metrics>,
+    request_ids: RequestIds,
 }
 
 impl Server {
-    /// Settles the configuration for `component` and binds `options.addr`.
+    /// Settles the configuration for `component` (its reuse policy
+    /// included) and binds `options.addr` and `options.metrics_addr`.
     ///
     /// Binding happens here, not in [`Server::run`], so that the caller can
-    /// report the real address (port 0) before serving.
+    /// report the real addresses (port 0) before serving.
     pub async fn bind(component: LoadedComponent, options: &ServeOptions) -> anyhow::Result<Self> {
-        let config = Arc::new(EffectiveConfig::resolve(options, component.world()));
+        let config = Arc::new(EffectiveConfig::resolve_with_policy(
+            options,
+            component.world(),
+            component.policy(),
+        ));
         anyhow::ensure!(
             config.request_timeout.is_none() || component.interruptible(),
             "a request timeout needs a component loaded as interruptible"
         );
+        if component.initial_memory() > config.max_memory_size {
+            tracing::warn!(
+                "{} needs {} of linear memory to start, more than --max-memory-size {}: every instantiation will fail (503); raise --max-memory-size",
+                component.path().display(),
+                HumanSize(component.initial_memory()),
+                HumanSize(config.max_memory_size)
+            );
+        }
         let listener = listen(options.addr).map_err(|e| {
             anyhow::anyhow!(
                 "cannot listen on {}: {e}; pick another address with --addr (port 0 picks a free one)",
@@ -79,19 +122,40 @@ impl Server {
             )
         })?;
         let local_addr = listener.local_addr()?;
+        let metrics_listener = match options.metrics_addr {
+            Some(addr) => {
+                let listener = listen(addr).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot listen on {addr}: {e}; pick another address with --metrics-addr (port 0 picks a free one)"
+                    )
+                })?;
+                let bound = listener.local_addr()?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
         let request_slots = config
             .max_concurrent_requests
             .map(|n| Arc::new(Semaphore::new(n)));
-        let handler = ProxyHandler::new(Instances::new(component, config.clone()));
+        let metrics = Arc::new(Metrics::default());
+        let handler = ProxyHandler::new(Instances::new(component, config.clone(), metrics.clone()));
         Ok(Self {
             listener,
             local_addr,
+            metrics_listener,
             shared: Arc::new(Shared {
                 handler,
                 config,
                 request_slots,
+                metrics,
+                request_ids: RequestIds::new(),
             }),
         })
+    }
+
+    /// The address `/metrics` is served on, when `metrics_addr` was given.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|&(_, addr)| addr)
     }
 
     /// The address the server accepts connections on.
@@ -111,8 +175,16 @@ impl Server {
         let Server {
             listener,
             shared,
+            metrics_listener,
             local_addr: _,
         } = self;
+        // Aborted when `run` returns: metrics are for a server that serves.
+        let _metrics_task = metrics_listener.map(|(listener, _)| {
+            AbortOnDrop(tokio::spawn(metrics::serve(
+                listener,
+                shared.metrics.clone(),
+            )))
+        });
         let _ticker = match shared.config.request_timeout {
             Some(limit) => Some(
                 EpochTicker::start(
@@ -147,7 +219,7 @@ impl Server {
                         // Typically out of file descriptors: back off
                         // instead of spinning, and keep serving the
                         // connections already open.
-                        eprintln!("host-runner: cannot accept a connection: {error}");
+                        tracing::warn!("cannot accept a connection: {error}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -158,7 +230,14 @@ impl Server {
             // Nagle's algorithm.
             let _ = stream.set_nodelay(true);
             let shared = shared.clone();
-            let connection = http1::Builder::new().keep_alive(true).serve_connection(
+            let mut builder = http1::Builder::new();
+            builder
+                .keep_alive(true)
+                .max_header_size(MAX_HEADER_SIZE)
+                .timer(TokioTimer::new())
+                // Also closes keep-alive connections idle for that long.
+                .header_read_timeout(shared.config.header_read_timeout);
+            let connection = builder.serve_connection(
                 TokioIo::new(stream),
                 service_fn(move |request| serve_request(shared.clone(), request)),
             );
@@ -177,18 +256,27 @@ impl Server {
         drop(listener);
         let in_flight = graceful.count();
         if in_flight > 0 {
-            eprintln!(
-                "host-runner: shutting down; waiting for {in_flight} open connection(s) to finish (signal again to stop now)"
+            tracing::info!(
+                "shutting down; waiting for {in_flight} open connection(s) to finish (signal again to stop now)"
             );
         }
         tokio::select! {
             () = graceful.shutdown() => {}
             () = shutdown.forced() => {
-                eprintln!("host-runner: stopping without waiting for in-flight requests");
+                tracing::warn!("stopping without waiting for in-flight requests");
             }
         }
         shared.handler.state().close();
         Ok(())
+    }
+}
+
+/// A spawned task that is cancelled when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -211,7 +299,10 @@ enum Failure {
     TimedOut,
     Trapped,
     NoInstance,
+    InstancesExhausted,
     NoResponse,
+    Overloaded,
+    TooLarge,
 }
 
 impl Failure {
@@ -223,8 +314,17 @@ impl Failure {
         // did not fail: they ran out of time.
         if error.is::<ExpirationError>() || ticket.instance().is_some_and(|i| i.timed_out()) {
             Failure::TimedOut
-        } else if error.is::<InstantiationError<Arc<RequestTicket>>>() {
-            Failure::NoInstance
+        } else if let Some(failed) = error.downcast_ref::<InstantiationError<Arc<RequestTicket>>>()
+        {
+            // Out of instances (ours or the pool's) is transient; a failing
+            // instantiation is not.
+            if failed.error.is::<InstanceLimitError>()
+                || failed.error.is::<wasmtime::PoolConcurrencyLimitError>()
+            {
+                Failure::InstancesExhausted
+            } else {
+                Failure::NoInstance
+            }
         } else if error.is::<TrapOrPanicError>() || error.is::<wasmtime::Trap>() {
             Failure::Trapped
         } else {
@@ -236,7 +336,21 @@ impl Failure {
         match self {
             Failure::TimedOut => StatusCode::GATEWAY_TIMEOUT,
             Failure::Trapped | Failure::NoResponse => StatusCode::INTERNAL_SERVER_ERROR,
-            Failure::NoInstance => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::NoInstance | Failure::InstancesExhausted | Failure::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Failure::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    fn outcome(self) -> Outcome {
+        match self {
+            Failure::TimedOut => Outcome::Timeout,
+            Failure::Trapped => Outcome::Trap,
+            Failure::NoInstance | Failure::InstancesExhausted => Outcome::Instantiation,
+            Failure::NoResponse => Outcome::Error,
+            Failure::Overloaded => Outcome::Overload,
+            Failure::TooLarge => Outcome::TooLarge,
         }
     }
 
@@ -251,50 +365,126 @@ impl Failure {
             (Failure::NoInstance, _) => {
                 "no component instance available: instantiation failed".to_owned()
             }
+            (Failure::InstancesExhausted, _) => {
+                "no component instance available: all instances are busy; retry later".to_owned()
+            }
             (Failure::NoResponse, _) => "the component failed to produce a response".to_owned(),
+            (Failure::Overloaded, _) => format!(
+                "server overloaded: all {} request slots are in use; retry later",
+                config.max_concurrent_requests.unwrap_or_default()
+            ),
+            (Failure::TooLarge, _) => format!(
+                "request body too large: the limit is {}",
+                HumanSize(config.max_request_body_size)
+            ),
         }
+    }
+
+    /// The plain-text response for this failure.
+    fn response(self, config: &EffectiveConfig) -> Response<WasiBody> {
+        let mut response = plain_text(self.status(), self.message(config));
+        let headers = response.headers_mut();
+        match self {
+            Failure::Overloaded | Failure::InstancesExhausted => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            }
+            // The rest of the body may still be on its way; the connection
+            // cannot carry another request after it.
+            Failure::TooLarge => {
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        response
     }
 }
 
 async fn serve_request(
     shared: Arc<Shared>,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
 ) -> Result<Response<ServedBody>, Infallible> {
+    let id = shared.request_ids.assign(request.headers_mut());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        instance = tracing::field::Empty
+    );
+    Ok(handle_request(shared, request, id).instrument(span).await)
+}
+
+async fn handle_request(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+    id: Arc<str>,
+) -> Response<ServedBody> {
+    let config = &shared.config;
+    let ticket = Arc::new(RequestTicket::new(id));
+    // Counted from here until the response body is sent, or until the
+    // client goes away and hyper drops this future.
+    let mut in_flight = InFlight::start(shared.metrics.clone(), ticket.clone());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+
+    let declared_length = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > config.max_request_body_size) {
+        return refuse(Failure::TooLarge, config, in_flight, &method, &path);
+    }
     // The permit travels with the response body: a request counts until its
     // body is fully sent, not just until its headers are.
     let permit = match &shared.request_slots {
-        Some(slots) => slots.clone().acquire_owned().await.ok(),
+        Some(slots) => match take_slot(slots, config.request_queue_timeout).await {
+            Some(permit) => Some(permit),
+            None => return refuse(Failure::Overloaded, config, in_flight, &method, &path),
+        },
         None => None,
     };
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let request = request.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
-    let ticket = Arc::new(RequestTicket::default());
 
-    let mut response = match shared.handler.handle(ticket.clone(), request).await {
-        Ok(response) => response,
+    let too_large = Arc::new(AtomicBool::new(false));
+    let limit = config.max_request_body_size;
+    let request = request.map(|body| {
+        let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
+        LimitedBody::new(body, limit, too_large.clone()).boxed_unsync()
+    });
+    let result = shared.handler.handle(ticket.clone(), request).await;
+    if let Some(instance) = ticket.instance() {
+        tracing::Span::current().record("instance", instance.id());
+    }
+    let (mut response, outcome) = match result {
+        // Whatever the guest made of the failed read, the cause was the
+        // client's body.
+        _ if too_large.load(Ordering::Relaxed) => {
+            tracing::debug!("{method} {path} -> 413: the request body is over the limit");
+            (Failure::TooLarge.response(config), Outcome::TooLarge)
+        }
+        Ok(response) => {
+            tracing::debug!("{method} {path} -> {}", response.status().as_u16());
+            (response, Outcome::Ok)
+        }
         Err(error) => {
             let failure = Failure::classify(&error, &ticket);
-            let on_instance = ticket
-                .instance()
-                .map(|i| format!(" on instance {}", i.id()))
-                .unwrap_or_default();
-            let message = failure.message(&shared.config);
-            // For a timeout the error only says how the worker noticed
-            // ("guest timed out", "worker trapped or panicked"); the message
-            // already says everything.
-            let detail = match failure {
-                Failure::TimedOut => String::new(),
-                _ => format!(": {error:#}"),
-            };
-            eprintln!(
-                "host-runner: {method} {path}{on_instance} -> {} {message}{detail}",
-                failure.status().as_u16()
-            );
-            plain_text(failure.status(), message)
+            let message = failure.message(config);
+            let status = failure.status().as_u16();
+            match failure {
+                // The error only says how the worker noticed ("guest timed
+                // out", "worker trapped or panicked"); the message says it
+                // all.
+                Failure::TimedOut => tracing::warn!("{method} {path} -> {status} {message}"),
+                // Expected under load and counted in the metrics.
+                Failure::InstancesExhausted => {
+                    tracing::debug!("{method} {path} -> {status} {message}")
+                }
+                _ => tracing::warn!(
+                    "{method} {path} -> {status} {message}: {}",
+                    crate::component::one_line(&error)
+                ),
+            }
+            (failure.response(config), failure.outcome())
         }
     };
-    if shared.config.debug_headers
+    if config.debug_headers
         && let (Some(instance), Some(nth)) = (ticket.instance(), ticket.nth_on_instance())
     {
         let headers = response.headers_mut();
@@ -307,10 +497,45 @@ async fn serve_request(
             HeaderValue::from(nth),
         );
     }
-    Ok(response.map(|body| ServedBody {
+    in_flight.answer(outcome);
+    response.map(|body| ServedBody {
         body,
         _permit: permit,
-    }))
+        _in_flight: in_flight,
+    })
+}
+
+/// Waits up to `wait` for one of the concurrent request slots.
+async fn take_slot(slots: &Arc<Semaphore>, wait: Duration) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = slots.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    // The semaphore is never closed, so only the timeout fails this.
+    tokio::time::timeout(wait, slots.clone().acquire_owned())
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Answers a request the guest never saw.
+fn refuse(
+    failure: Failure,
+    config: &EffectiveConfig,
+    mut in_flight: InFlight,
+    method: &hyper::Method,
+    path: &str,
+) -> Response<ServedBody> {
+    tracing::debug!(
+        "{method} {path} -> {} {}",
+        failure.status().as_u16(),
+        failure.message(config)
+    );
+    in_flight.answer(failure.outcome());
+    failure.response(config).map(|body| ServedBody {
+        body,
+        _permit: None,
+        _in_flight: in_flight,
+    })
 }
 
 fn plain_text(status: StatusCode, message: String) -> Response<WasiBody> {
@@ -327,10 +552,12 @@ fn plain_text(status: StatusCode, message: String) -> Response<WasiBody> {
     response
 }
 
-/// A response body holding a concurrency permit until it is dropped.
+/// A response body holding a concurrency permit, and keeping its request
+/// counted as in flight, until it is dropped.
 struct ServedBody {
     body: WasiBody,
     _permit: Option<OwnedSemaphorePermit>,
+    _in_flight: InFlight,
 }
 
 impl Body for ServedBody {

@@ -10,12 +10,21 @@
 //! recent request is past the timeout. The epoch yields set up by the host
 //! module are what give the outside check a chance to run.
 //!
+//! It also keeps the instance-side books: `--max-instances` (checked before
+//! each instantiation, whichever allocator is in use), the instance metrics,
+//! and why each instance was dropped. `ProxyHandler` only reports whether a
+//! worker ended in error, so the reason is pieced together from what this
+//! module saw: the reuse limit reached, the idle timer fired, a request
+//! expired, or none of these — then the guest stopped taking requests itself
+//! (backpressure: its policy or `retire()`).
+//!
 //! This module does not speak HTTP (the server module turns outcomes into
 //! responses) and does not build stores (the host module does).
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -28,9 +37,11 @@ use wasmtime_wasi_http::handler::{
     HandlerState, Instance, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
 
-use crate::component::LoadedComponent;
+use crate::component::{LoadedComponent, one_line};
 use crate::config::{EffectiveConfig, HumanDuration};
+use crate::guest_output::RequestLabels;
 use crate::host::{self, Host};
+use crate::metrics::{Metrics, RetireReason};
 
 /// The least time instantiation is given when requests have a timeout.
 const INSTANTIATION_TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
@@ -41,7 +52,15 @@ const INSTANTIATION_TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
 pub struct InstanceInfo {
     id: u64,
     accepted: AtomicUsize,
+    /// Dropped from outside its event loop because a request ran past the
+    /// timeout.
     timed_out: AtomicBool,
+    /// A request's in-loop timer fired: the instance takes no more requests.
+    request_expired: AtomicBool,
+    /// Dropped because it stayed idle too long.
+    idle_expired: AtomicBool,
+    /// It accepted `max_instance_reuse_count` requests.
+    reuse_limit_reached: AtomicBool,
 }
 
 impl InstanceInfo {
@@ -50,6 +69,9 @@ impl InstanceInfo {
             id,
             accepted: AtomicUsize::new(0),
             timed_out: AtomicBool::new(false),
+            request_expired: AtomicBool::new(false),
+            idle_expired: AtomicBool::new(false),
+            reuse_limit_reached: AtomicBool::new(false),
         }
     }
 
@@ -68,13 +90,35 @@ impl InstanceInfo {
 /// The host data travelling with one request through the `ProxyHandler`.
 ///
 /// The handler decides which instance serves a request; this is how the
-/// server learns which one did (for logs and the debug headers).
-#[derive(Debug, Default)]
+/// server learns which one did (for logs and the debug headers), and how the
+/// instance learns the request's id (to label guest output).
+#[derive(Debug)]
 pub struct RequestTicket {
+    id: Arc<str>,
     served_by: OnceLock<(Arc<InstanceInfo>, usize)>,
+    /// The serving instance's output labels, which list this request until
+    /// [`RequestTicket::finished`].
+    labels: OnceLock<Arc<RequestLabels>>,
 }
 
 impl RequestTicket {
+    /// A ticket for the request with this id (`x-request-id`).
+    pub fn new(id: Arc<str>) -> Self {
+        Self {
+            id,
+            served_by: OnceLock::new(),
+            labels: OnceLock::new(),
+        }
+    }
+
+    /// The request is over (response sent, or the client went away): guest
+    /// output is no longer labelled with it.
+    pub fn finished(&self) {
+        if let Some(labels) = self.labels.get() {
+            labels.request_finished(&self.id);
+        }
+    }
+
     /// The instance that accepted the request, if one did yet.
     pub fn instance(&self) -> Option<&Arc<InstanceInfo>> {
         self.served_by.get().map(|(instance, _)| instance)
@@ -92,18 +136,67 @@ impl RequestTicket {
 pub struct Instances {
     component: LoadedComponent,
     config: Arc<EffectiveConfig>,
+    metrics: Arc<Metrics>,
     next_id: AtomicU64,
+    /// Instances alive or being created, against `max_instances`.
+    slots: Arc<AtomicU32>,
     /// Set once the server stopped: instances dropped from then on are
     /// being torn down with the runtime, not failing.
     closing: Arc<AtomicBool>,
 }
 
+/// `--max-instances` instances are alive: no instance can be created until
+/// one is dropped.
+#[derive(Debug)]
+pub(crate) struct InstanceLimitError {
+    max: u32,
+}
+
+impl fmt::Display for InstanceLimitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "all {} instances allowed by --max-instances are in use",
+            self.max
+        )
+    }
+}
+
+impl std::error::Error for InstanceLimitError {}
+
+/// One of the `max_instances` slots, given back when dropped (with the
+/// worker that holds it, or with a failed instantiation).
+struct InstanceSlot(Arc<AtomicU32>);
+
+impl InstanceSlot {
+    fn take(slots: &Arc<AtomicU32>, max: u32) -> Option<Self> {
+        slots
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                (taken < max).then_some(taken + 1)
+            })
+            .ok()
+            .map(|_| Self(slots.clone()))
+    }
+}
+
+impl Drop for InstanceSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Instances {
-    pub(crate) fn new(component: LoadedComponent, config: Arc<EffectiveConfig>) -> Self {
+    pub(crate) fn new(
+        component: LoadedComponent,
+        config: Arc<EffectiveConfig>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             component,
             config,
+            metrics,
             next_id: AtomicU64::new(1),
+            slots: Arc::new(AtomicU32::new(0)),
             closing: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -123,54 +216,67 @@ impl HandlerState for Instances {
     type WorkerExpiration = InstanceExpiry;
     type WorkerState = InstanceWorker;
 
-    fn instantiate(
+    async fn instantiate(
         &self,
-    ) -> impl Future<Output = wasmtime::Result<Instance<Host, InstanceExpiry, InstanceWorker>>> + Send
-    {
+    ) -> wasmtime::Result<Instance<Host, InstanceExpiry, InstanceWorker>> {
+        let Some(slot) = InstanceSlot::take(&self.slots, self.config.max_instances) else {
+            tracing::debug!(
+                "no instance created: all {} allowed by --max-instances are in use",
+                self.config.max_instances
+            );
+            return Err(InstanceLimitError {
+                max: self.config.max_instances,
+            }
+            .into());
+        };
         let info = Arc::new(InstanceInfo::new(
             self.next_id.fetch_add(1, Ordering::Relaxed),
         ));
         let mut store = host::new_store(self.component.engine(), info.id, &self.config);
-        async move {
-            let instantiation = self.component.pre().instantiate_async(&mut store);
-            // Instantiation runs guest code (start functions, static
-            // initialisers) that could loop forever and stall every request
-            // queued for this instance, so it is bounded when requests are.
-            // It is the host's cost rather than one request's, hence the
-            // floor: a 100us request timeout must not turn into 503s.
-            let proxy = match self.config.request_timeout {
-                Some(limit) => match tokio::time::timeout(
-                    limit.max(INSTANTIATION_TIMEOUT_FLOOR),
-                    instantiation,
-                )
-                .await
+        let started = Instant::now();
+        let instantiation = self.component.pre().instantiate_async(&mut store);
+        // Instantiation runs guest code (start functions, static
+        // initialisers) that could loop forever and stall every request
+        // queued for this instance, so it is bounded when requests are.
+        // It is the host's cost rather than one request's, hence the
+        // floor: a 100us request timeout must not turn into 503s.
+        let proxy = match self.config.request_timeout {
+            Some(limit) => {
+                match tokio::time::timeout(limit.max(INSTANTIATION_TIMEOUT_FLOOR), instantiation)
+                    .await
                 {
                     Ok(proxy) => proxy,
                     Err(_) => Err(wasmtime::format_err!(
                         "instantiation took longer than {}",
                         HumanDuration(limit.max(INSTANTIATION_TIMEOUT_FLOOR))
                     )),
-                },
-                None => instantiation.await,
-            };
-            let proxy = proxy.inspect_err(|error| {
-                eprintln!(
-                    "host-runner: instance {} could not be created: {error:#}",
-                    info.id
-                );
-            })?;
-            Ok(Instance {
-                store,
-                proxy,
-                view: Host::http,
-                expiration: InstanceExpiry::new(info.clone(), &self.config),
-                state: InstanceWorker {
-                    info,
-                    config: self.config.clone(),
-                    closing: self.closing.clone(),
-                },
-            })
-        }
+                }
+            }
+            None => instantiation.await,
+        };
+        let proxy = proxy.inspect_err(|error| {
+            self.metrics.instantiation_failed(started.elapsed());
+            tracing::warn!(
+                instance = info.id,
+                "instance could not be created: {}",
+                one_line(error)
+            );
+        })?;
+        self.metrics.instance_created(started.elapsed());
+        tracing::debug!(instance = info.id, "instance created");
+        Ok(Instance {
+            store,
+            proxy,
+            view: Host::http,
+            expiration: InstanceExpiry::new(info.clone(), &self.config),
+            state: InstanceWorker {
+                info,
+                config: self.config.clone(),
+                metrics: self.metrics.clone(),
+                closing: self.closing.clone(),
+                _slot: slot,
+            },
+        })
     }
 }
 
@@ -179,7 +285,30 @@ impl HandlerState for Instances {
 pub struct InstanceWorker {
     info: Arc<InstanceInfo>,
     config: Arc<EffectiveConfig>,
+    metrics: Arc<Metrics>,
     closing: Arc<AtomicBool>,
+    /// Held for as long as the worker (and so the instance) lives.
+    _slot: InstanceSlot,
+}
+
+impl InstanceWorker {
+    /// Why the instance is being dropped, from how the worker ended and
+    /// what this instance saw happen.
+    fn retire_reason(&self, result: &wasmtime::Result<()>) -> RetireReason {
+        let info = &self.info;
+        let seen = |flag: &AtomicBool| flag.load(Ordering::Relaxed);
+        match result {
+            Err(_) if seen(&info.timed_out) => RetireReason::Timeout,
+            Err(_) => RetireReason::Trap,
+            Ok(()) if seen(&info.idle_expired) => RetireReason::Idle,
+            Ok(()) if seen(&info.request_expired) => RetireReason::Timeout,
+            Ok(()) if seen(&info.reuse_limit_reached) => RetireReason::ReuseLimit,
+            // Still allowed more requests, not idle long, no error: the
+            // guest itself stopped taking requests (backpressure held by its
+            // reuse policy, by `retire()` or by the handler).
+            Ok(()) => RetireReason::Guest,
+        }
+    }
 }
 
 impl WorkerState for InstanceWorker {
@@ -188,6 +317,7 @@ impl WorkerState for InstanceWorker {
 
     fn should_accept_request(&self, concurrent_count: usize, total_count: usize) -> ShouldAccept {
         if total_count >= self.config.max_instance_reuse_count {
+            self.info.reuse_limit_reached.store(true, Ordering::Relaxed);
             ShouldAccept::Never
         } else if concurrent_count >= self.config.max_instance_concurrent_reuse_count {
             ShouldAccept::No
@@ -198,16 +328,27 @@ impl WorkerState for InstanceWorker {
 
     fn on_request_start(
         &self,
-        _store: StoreContextMut<'_, Host>,
+        store: StoreContextMut<'_, Host>,
         ticket: Arc<RequestTicket>,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
         let nth = self.info.accepted.fetch_add(1, Ordering::Relaxed) + 1;
         // A ticket is handed to the handler once and accepted once, so the
-        // slot is always empty here; a second `set` would be ignored anyway.
+        // slots are always empty here; a second `set` would be ignored anyway.
         let _ = ticket.served_by.set((self.info.clone(), nth));
+        let labels = store.data().request_labels();
+        labels.request_started(ticket.id.clone());
+        let _ = ticket.labels.set(labels.clone());
         match self.config.request_timeout {
-            Some(limit) => Box::pin(tokio::time::sleep(limit)),
+            Some(limit) => {
+                let info = self.info.clone();
+                // The handler only lets this finish when the request has
+                // not produced a response yet: finishing means it expired.
+                Box::pin(async move {
+                    tokio::time::sleep(limit).await;
+                    info.request_expired.store(true, Ordering::Relaxed);
+                })
+            }
             None => Box::pin(std::future::pending()),
         }
     }
@@ -215,23 +356,37 @@ impl WorkerState for InstanceWorker {
     fn drop(&self, store: Store<Host>, result: wasmtime::Result<()>) {
         // When the runtime shuts down it drops the workers' tasks, which
         // reports an error ("worker panicked") that is not one.
-        if let Err(error) = result
-            && !self.closing.load(Ordering::Relaxed)
-        {
-            let id = self.info.id;
-            if self.info.timed_out() {
-                eprintln!(
-                    "host-runner: instance {id} dropped: guest code ran past the request timeout{}",
-                    self.config
-                        .request_timeout
-                        .map(|t| format!(" ({})", HumanDuration(t)))
-                        .unwrap_or_default()
-                );
-            } else {
-                eprintln!("host-runner: instance {id} dropped after a failure: {error:#}");
-            }
+        if self.closing.load(Ordering::Relaxed) {
+            self.metrics.instance_discarded();
+            return;
         }
-        drop(store);
+        let id = self.info.id;
+        let reason = self.retire_reason(&result);
+        let requests = self.info.accepted.load(Ordering::Relaxed);
+        self.metrics.instance_retired(reason, requests);
+        let in_flight = store.data().request_labels().in_flight().join(",");
+        match (reason, result) {
+            (RetireReason::Timeout, Err(_)) => tracing::warn!(
+                instance = id,
+                request_id = in_flight,
+                "instance dropped: guest code ran past the request timeout{}",
+                self.config
+                    .request_timeout
+                    .map(|t| format!(" ({})", HumanDuration(t)))
+                    .unwrap_or_default()
+            ),
+            (_, Err(error)) => tracing::warn!(
+                instance = id,
+                request_id = in_flight,
+                "instance dropped after a failure: {}",
+                one_line(&error)
+            ),
+            (reason, Ok(())) => tracing::debug!(
+                instance = id,
+                "instance retired ({}) after {requests} request(s)",
+                reason.label()
+            ),
+        }
     }
 }
 
@@ -295,7 +450,9 @@ impl WorkerExpiration for InstanceExpiry {
         if timer.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
-        if status != WorkerStatus::Idle {
+        if status == WorkerStatus::Idle {
+            this.info.idle_expired.store(true, Ordering::Relaxed);
+        } else {
             this.info.timed_out.store(true, Ordering::Relaxed);
         }
         Poll::Ready(())

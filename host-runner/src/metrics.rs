@@ -1,0 +1,426 @@
+//! Counters, gauges and histograms about instances and requests, and the
+//! `/metrics` endpoint that serves them in Prometheus text format
+//! (`--metrics-addr`).
+//!
+//! Everything is a plain atomic updated where the event happens (the worker
+//! module for instances, the server module for requests), so recording costs
+//! a few relaxed increments and nothing is aggregated in the background.
+//! Every label value is always exposed, zero or not, so a scraper can
+//! compare exact counts. This module does not decide what an outcome or a
+//! retire reason is; its callers do.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+/// Why an instance was dropped (`reprise_instances_retired_total{reason}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RetireReason {
+    /// It accepted `max-instance-reuse-count` requests.
+    ReuseLimit,
+    /// It stayed idle for `idle-instance-timeout`.
+    Idle,
+    /// Guest code trapped (or the worker failed).
+    Trap,
+    /// A request on it ran past the request timeout.
+    Timeout,
+    /// The guest stopped taking requests itself: its reuse policy, held
+    /// backpressure or `retire()`.
+    Guest,
+}
+
+impl RetireReason {
+    const ALL: [RetireReason; 5] = [
+        RetireReason::ReuseLimit,
+        RetireReason::Idle,
+        RetireReason::Trap,
+        RetireReason::Timeout,
+        RetireReason::Guest,
+    ];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            RetireReason::ReuseLimit => "reuse_limit",
+            RetireReason::Idle => "idle",
+            RetireReason::Trap => "trap",
+            RetireReason::Timeout => "timeout",
+            RetireReason::Guest => "guest",
+        }
+    }
+}
+
+/// How a request ended (`reprise_requests_total{outcome}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The guest produced a response, whatever its status.
+    Ok,
+    /// 504: past the request timeout.
+    Timeout,
+    /// 500: the instance trapped.
+    Trap,
+    /// 503: `--max-concurrent-requests` were in flight.
+    Overload,
+    /// 503: no instance could be created (failure or `--max-instances`).
+    Instantiation,
+    /// 413: the body was over `--max-request-body-size`.
+    TooLarge,
+    /// 500: any other failure to produce a response.
+    Error,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 7] = [
+        Outcome::Ok,
+        Outcome::Timeout,
+        Outcome::Trap,
+        Outcome::Overload,
+        Outcome::Instantiation,
+        Outcome::TooLarge,
+        Outcome::Error,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Timeout => "timeout",
+            Outcome::Trap => "trap",
+            Outcome::Overload => "overload",
+            Outcome::Instantiation => "instantiation",
+            Outcome::TooLarge => "too_large",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// Upper bounds of the latency buckets, in seconds.
+const REQUEST_SECONDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+const INSTANTIATION_SECONDS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+const REQUESTS_PER_INSTANCE: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
+/// Every metric host-runner exposes.
+pub(crate) struct Metrics {
+    instances_created: AtomicU64,
+    instances_live: AtomicI64,
+    instances_retired: [AtomicU64; RetireReason::ALL.len()],
+    requests: [AtomicU64; Outcome::ALL.len()],
+    requests_in_flight: AtomicI64,
+    instance_requests: Histogram,
+    request_duration: Histogram,
+    instantiation_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            instances_created: AtomicU64::new(0),
+            instances_live: AtomicI64::new(0),
+            instances_retired: Default::default(),
+            requests: Default::default(),
+            requests_in_flight: AtomicI64::new(0),
+            instance_requests: Histogram::new(REQUESTS_PER_INSTANCE),
+            request_duration: Histogram::new(REQUEST_SECONDS),
+            instantiation_duration: Histogram::new(INSTANTIATION_SECONDS),
+        }
+    }
+}
+
+impl Metrics {
+    /// An instance was created, taking `took` to instantiate.
+    pub(crate) fn instance_created(&self, took: Duration) {
+        self.instances_created.fetch_add(1, Ordering::Relaxed);
+        self.instances_live.fetch_add(1, Ordering::Relaxed);
+        self.instantiation_duration.observe(took.as_secs_f64());
+    }
+
+    /// Instantiation was attempted and failed after `took`.
+    pub(crate) fn instantiation_failed(&self, took: Duration) {
+        self.instantiation_duration.observe(took.as_secs_f64());
+    }
+
+    /// An instance was dropped after accepting `requests` requests.
+    pub(crate) fn instance_retired(&self, reason: RetireReason, requests: usize) {
+        self.instances_live.fetch_sub(1, Ordering::Relaxed);
+        self.instances_retired[reason as usize].fetch_add(1, Ordering::Relaxed);
+        self.instance_requests.observe(requests as f64);
+    }
+
+    /// An instance was dropped while the server was shutting down: it is no
+    /// longer live, but its end says nothing about the guest.
+    pub(crate) fn instance_discarded(&self) {
+        self.instances_live.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A request arrived; see [`Metrics::request_done`].
+    pub(crate) fn request_started(&self) {
+        self.requests_in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request was answered (its outcome is known).
+    pub(crate) fn request_answered(&self, outcome: Outcome) {
+        self.requests[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request is over: its response was sent (or the client went away),
+    /// `took` after it arrived. `answered` tells whether it got an outcome.
+    pub(crate) fn request_done(&self, took: Duration, answered: bool) {
+        self.requests_in_flight.fetch_sub(1, Ordering::Relaxed);
+        if answered {
+            self.request_duration.observe(took.as_secs_f64());
+        }
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
+        header(
+            &mut out,
+            "reprise_instances_created_total",
+            "counter",
+            "Component instances created.",
+        );
+        let _ = writeln!(
+            out,
+            "reprise_instances_created_total {}",
+            load(&self.instances_created)
+        );
+        header(
+            &mut out,
+            "reprise_instances_live",
+            "gauge",
+            "Component instances alive now.",
+        );
+        let _ = writeln!(
+            out,
+            "reprise_instances_live {}",
+            self.instances_live.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "reprise_instances_retired_total",
+            "counter",
+            "Component instances dropped, by reason.",
+        );
+        for reason in RetireReason::ALL {
+            let _ = writeln!(
+                out,
+                "reprise_instances_retired_total{{reason=\"{}\"}} {}",
+                reason.label(),
+                load(&self.instances_retired[reason as usize])
+            );
+        }
+        header(
+            &mut out,
+            "reprise_requests_total",
+            "counter",
+            "Requests answered, by outcome.",
+        );
+        for outcome in Outcome::ALL {
+            let _ = writeln!(
+                out,
+                "reprise_requests_total{{outcome=\"{}\"}} {}",
+                outcome.label(),
+                load(&self.requests[outcome as usize])
+            );
+        }
+        header(
+            &mut out,
+            "reprise_requests_in_flight",
+            "gauge",
+            "Requests arrived and not yet fully answered.",
+        );
+        let _ = writeln!(
+            out,
+            "reprise_requests_in_flight {}",
+            self.requests_in_flight.load(Ordering::Relaxed)
+        );
+        self.instance_requests.render(
+            &mut out,
+            "reprise_instance_requests",
+            "Requests each dropped instance accepted.",
+        );
+        self.request_duration.render(
+            &mut out,
+            "reprise_request_duration_seconds",
+            "Time from a request's arrival to the end of its response.",
+        );
+        self.instantiation_duration.render(
+            &mut out,
+            "reprise_instantiation_duration_seconds",
+            "Time to instantiate the component.",
+        );
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A Prometheus histogram with fixed buckets.
+struct Histogram {
+    bounds: &'static [f64],
+    /// Observations per bucket (not cumulative); the last one is `+Inf`.
+    buckets: Box<[AtomicU64]>,
+    /// The sum of observations, as `f64` bits.
+    sum: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0f64.to_bits()),
+        }
+    }
+
+    fn observe(&self, value: f64) {
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|&bound| value <= bound)
+            .unwrap_or(self.bounds.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        // No atomic f64 add in std; the retry only spins under contention.
+        let _ = self
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + value).to_bits())
+            });
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        header(out, name, "histogram", help);
+        let mut cumulative = 0;
+        for (index, bucket) in self.buckets.iter().enumerate() {
+            cumulative += bucket.load(Ordering::Relaxed);
+            match self.bounds.get(index) {
+                Some(bound) => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+                }
+            }
+        }
+        let sum = f64::from_bits(self.sum.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+    }
+}
+
+/// How long a scraper may take to send its request's headers.
+const SCRAPE_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+pub(crate) async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _peer)) => stream,
+            Err(error) => {
+                // Out of file descriptors, typically: back off and go on.
+                tracing::warn!("cannot accept a metrics connection: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let metrics = metrics.clone();
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(SCRAPE_HEADER_TIMEOUT)
+            .serve_connection(
+                TokioIo::new(stream),
+                service_fn(move |request| {
+                    let metrics = metrics.clone();
+                    async move { Ok::<_, Infallible>(answer(&request, &metrics)) }
+                }),
+            );
+        tokio::spawn(async move {
+            // A scraper that goes away concerns nobody else.
+            let _ = connection.await;
+        });
+    }
+}
+
+fn answer<B>(request: &Request<B>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = if request.uri().path() != "/metrics" {
+        (
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found: metrics are served at /metrics\n".to_owned(),
+        )
+    } else if request.method() != Method::GET && request.method() != Method::HEAD {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "method not allowed: use GET /metrics\n".to_owned(),
+        )
+    } else {
+        (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.render(),
+        )
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_lists_every_label_and_cumulative_buckets() {
+        let metrics = Metrics::default();
+        metrics.instance_created(Duration::from_millis(3));
+        metrics.request_started();
+        metrics.request_answered(Outcome::Ok);
+        metrics.request_done(Duration::from_millis(20), true);
+        metrics.instance_retired(RetireReason::Idle, 1);
+        let text = metrics.render();
+        for line in [
+            "reprise_instances_created_total 1",
+            "reprise_instances_live 0",
+            "reprise_instances_retired_total{reason=\"idle\"} 1",
+            "reprise_instances_retired_total{reason=\"guest\"} 0",
+            "reprise_requests_total{outcome=\"ok\"} 1",
+            "reprise_requests_total{outcome=\"too_large\"} 0",
+            "reprise_requests_in_flight 0",
+            "reprise_instance_requests_bucket{le=\"1\"} 1",
+            "reprise_instance_requests_bucket{le=\"+Inf\"} 1",
+            "reprise_instance_requests_count 1",
+            "reprise_request_duration_seconds_bucket{le=\"0.01\"} 0",
+            "reprise_request_duration_seconds_bucket{le=\"0.025\"} 1",
+            "reprise_request_duration_seconds_count 1",
+            "reprise_instantiation_duration_seconds_bucket{le=\"0.005\"} 1",
+            "# TYPE reprise_instance_requests histogram",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+    }
+}

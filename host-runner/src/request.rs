@@ -1,0 +1,195 @@
+//! What the server attaches to each request on its way to the guest: an id
+//! ([`RequestIds`]), the accounting that keeps it counted until its response
+//! is sent ([`InFlight`]), and a body that refuses to grow past
+//! `--max-request-body-size` ([`LimitedBody`]).
+//!
+//! This module decides nothing about responses: the server module turns a
+//! body found too large into a 413 and an outcome into a status.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use hyper::HeaderMap;
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::header::{HeaderName, HeaderValue};
+use wasmtime_wasi_http::WasiBody;
+
+use crate::metrics::{Metrics, Outcome};
+use crate::worker::RequestTicket;
+
+/// The header carrying a request's id, read from the client (or a proxy in
+/// front) and set for the guest, whose SDK reads it too.
+pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest client-supplied id kept; longer (or non-printable) ones are
+/// replaced, so a client cannot flood every log line.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Gives each request an id: the client's `x-request-id` when it is usable,
+/// otherwise a fresh one, unique within this process and unlikely to repeat
+/// across restarts.
+pub(crate) struct RequestIds {
+    /// Random per process, so ids from two runs do not collide in logs.
+    prefix: u32,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    pub(crate) fn new() -> Self {
+        Self {
+            // std's hasher keys are seeded randomly per process: enough
+            // randomness for a log-correlation prefix, without a dependency.
+            prefix: RandomState::new().hash_one(std::process::id()) as u32,
+            next: AtomicU64::new(1),
+        }
+    }
+
+    /// The request's id, written back to `headers` when it was generated or
+    /// replaced, so the guest sees the same id as the logs.
+    pub(crate) fn assign(&self, headers: &mut HeaderMap) -> Arc<str> {
+        if let Some(id) = headers
+            .get(&REQUEST_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .filter(|id| !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN)
+        {
+            return id.into();
+        }
+        let id = format!(
+            "{:08x}{:08x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        // Hex digits always make a valid header value.
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            headers.insert(REQUEST_ID_HEADER, value);
+        }
+        id.into()
+    }
+}
+
+/// A request counted in `reprise_requests_in_flight` from its arrival until
+/// this is dropped (with its response body, once sent, or with the request
+/// when the client goes away first).
+pub(crate) struct InFlight {
+    metrics: Arc<Metrics>,
+    ticket: Arc<RequestTicket>,
+    started: Instant,
+    answered: bool,
+}
+
+impl InFlight {
+    pub(crate) fn start(metrics: Arc<Metrics>, ticket: Arc<RequestTicket>) -> Self {
+        metrics.request_started();
+        Self {
+            metrics,
+            ticket,
+            started: Instant::now(),
+            answered: false,
+        }
+    }
+
+    /// Records how the request ended; counted at once, so a client that has
+    /// its response can already see it in `/metrics`.
+    pub(crate) fn answer(&mut self, outcome: Outcome) {
+        self.metrics.request_answered(outcome);
+        self.answered = true;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.ticket.finished();
+        self.metrics
+            .request_done(self.started.elapsed(), self.answered);
+    }
+}
+
+/// A request body that fails once more than `limit` bytes went through it,
+/// and says so through `exceeded` so the server can answer 413.
+pub(crate) struct LimitedBody {
+    inner: WasiBody,
+    limit: u64,
+    seen: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl LimitedBody {
+    pub(crate) fn new(inner: WasiBody, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
+        Self {
+            inner,
+            limit,
+            seen: 0,
+            exceeded,
+        }
+    }
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.exceeded.load(Ordering::Relaxed) {
+            return Poll::Ready(None);
+        }
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref))
+            && let Some(data) = data
+        {
+            self.seen = self.seen.saturating_add(data.len() as u64);
+            if self.seen > self.limit {
+                self.exceeded.store(true, Ordering::Relaxed);
+                return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(
+                    Some(self.seen),
+                ))));
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.exceeded.load(Ordering::Relaxed) || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_usable_client_id_is_kept_and_a_missing_one_is_generated_and_set() {
+        let ids = RequestIds::new();
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("abc-123"));
+        assert_eq!(&*ids.assign(&mut headers), "abc-123");
+
+        let mut headers = HeaderMap::new();
+        let first = ids.assign(&mut headers);
+        assert_eq!(first.len(), 16);
+        assert_eq!(headers[&REQUEST_ID_HEADER], &*first);
+        assert_ne!(ids.assign(&mut HeaderMap::new()), first);
+
+        let mut headers = HeaderMap::new();
+        let long = "x".repeat(MAX_REQUEST_ID_LEN + 1);
+        headers.insert(
+            REQUEST_ID_HEADER,
+            HeaderValue::from_str(&long).expect("ascii"),
+        );
+        let replaced = ids.assign(&mut headers);
+        assert_ne!(&*replaced, long);
+        assert_eq!(headers[&REQUEST_ID_HEADER], &*replaced);
+    }
+}
