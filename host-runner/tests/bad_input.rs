@@ -4,75 +4,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{Finished, run_to_exit};
+use common::{Finished, assert_no_crash, assert_refused, run_to_exit, scratch_file};
 
 /// Loading fails before any socket is opened, so this is generous.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Writes `bytes` to a file named `name` in this test binary's scratch
-/// directory and returns its path.
-fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bad_input");
-    std::fs::create_dir_all(&dir).expect("cannot create the scratch directory");
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).expect("cannot write a scratch file");
-    path
-}
-
 fn serve(component: &Path) -> Finished {
     let component = component.to_str().expect("scratch paths are UTF-8");
     run_to_exit(&["serve", "--addr", "127.0.0.1:0", component], EXIT_TIMEOUT)
-}
-
-/// The common shape of every refusal: exit code 1, exactly one line on
-/// stderr that starts with `error:`, names the file and contains `wanted`;
-/// nothing that looks like a crash.
-fn assert_refused(outcome: &Finished, path: &Path, wanted: &str) {
-    assert_eq!(
-        outcome.status.code(),
-        Some(1),
-        "expected exit code 1, got {:?}; stderr:\n{}",
-        outcome.status,
-        outcome.stderr
-    );
-    let lines: Vec<&str> = outcome.stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected one line on stderr, got:\n{}",
-        outcome.stderr
-    );
-    let line = lines[0];
-    assert!(line.starts_with("error: "), "unexpected line: {line}");
-    assert!(
-        line.contains(&path.display().to_string()),
-        "the error does not name the file: {line}"
-    );
-    assert!(line.contains(wanted), "expected {wanted:?} in: {line}");
-    assert_no_crash(outcome);
-    assert!(
-        !outcome.stderr.contains("Serving HTTP"),
-        "it started serving: {line}"
-    );
-    assert!(
-        outcome.stdout.is_empty(),
-        "unexpected stdout: {}",
-        outcome.stdout
-    );
-}
-
-fn assert_no_crash(outcome: &Finished) {
-    let everything = format!("{}{}", outcome.stdout, outcome.stderr).to_lowercase();
-    for sign in ["panicked", "backtrace", "caused by"] {
-        assert!(
-            !everything.contains(sign),
-            "output contains {sign:?}:\n{}",
-            outcome.stderr
-        );
-    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Shared support for host-runner's integration tests: find the built binary
-//! and guests, run `host-runner serve` as a real process, and talk HTTP/1.1
-//! to it with a small keep-alive client.
+//! and guests, run `host-runner serve` as a real process, talk HTTP/1.1 to
+//! it with a small keep-alive client, scrape its `/metrics`, and check how
+//! it refuses what it cannot serve.
 //!
 //! Every wait here is bounded, so a broken server fails a test instead of
 //! hanging it. This module holds no assertions about behaviour; those belong
@@ -56,6 +57,16 @@ pub fn guest_wasm(name: &str) -> PathBuf {
     path
 }
 
+/// Writes `bytes` to a file named `name` in the tests' scratch directory and
+/// returns its path.
+pub fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scratch");
+    std::fs::create_dir_all(&dir).expect("cannot create the scratch directory");
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("cannot write a scratch file");
+    path
+}
+
 /// Output of a `host-runner` run that was expected to end on its own.
 #[derive(Debug)]
 pub struct Finished {
@@ -87,6 +98,55 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> Finished {
         status,
         stdout: stdout.join().unwrap_or_default(),
         stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// The common shape of every refusal to serve: exit code 1, exactly one line
+/// on stderr that starts with `error:`, names the file and contains
+/// `wanted`; nothing that looks like a crash, nothing served.
+pub fn assert_refused(outcome: &Finished, path: &Path, wanted: &str) {
+    assert_eq!(
+        outcome.status.code(),
+        Some(1),
+        "expected exit code 1, got {:?}; stderr:\n{}",
+        outcome.status,
+        outcome.stderr
+    );
+    let lines: Vec<&str> = outcome.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line on stderr, got:\n{}",
+        outcome.stderr
+    );
+    let line = lines[0];
+    assert!(line.starts_with("error: "), "unexpected line: {line}");
+    assert!(
+        line.contains(&path.display().to_string()),
+        "the error does not name the file: {line}"
+    );
+    assert!(line.contains(wanted), "expected {wanted:?} in: {line}");
+    assert_no_crash(outcome);
+    assert!(
+        !outcome.stderr.contains("Serving HTTP"),
+        "it started serving: {line}"
+    );
+    assert!(
+        outcome.stdout.is_empty(),
+        "unexpected stdout: {}",
+        outcome.stdout
+    );
+}
+
+/// Nothing in the output looks like a panic or a backtrace.
+pub fn assert_no_crash(outcome: &Finished) {
+    let everything = format!("{}{}", outcome.stdout, outcome.stderr).to_lowercase();
+    for sign in ["panicked", "backtrace", "caused by"] {
+        assert!(
+            !everything.contains(sign),
+            "output contains {sign:?}:\n{}",
+            outcome.stderr
+        );
     }
 }
 
@@ -160,12 +220,20 @@ pub struct RunningServer {
     pub base_url: String,
     /// Where it listens for shutdown, when started with `--shutdown-addr`.
     pub shutdown_addr: Option<SocketAddr>,
+    /// Where it serves `/metrics`, when started with `--metrics-addr`.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl RunningServer {
     /// Starts `host-runner serve --addr 127.0.0.1:0 <args> <wasm>` and waits
     /// for its `Serving HTTP on` line.
     pub fn start(wasm: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(wasm, args, &[])
+    }
+
+    /// [`RunningServer::start`] with extra environment variables (e.g.
+    /// `RUST_LOG`).
+    pub fn start_with_env(wasm: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(host_runner_bin());
         command
             .arg("serve")
@@ -173,6 +241,8 @@ impl RunningServer {
             .args(args)
             .arg(wasm)
             .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -233,12 +303,56 @@ impl RunningServer {
             .iter()
             .find(|l| l.starts_with("Listening for shutdown on tcp://"))
             .map(|l| parse_addr(l, "Listening for shutdown on tcp://"));
+        let metrics_addr = logs
+            .snapshot()
+            .iter()
+            .find(|l| l.starts_with("Metrics on http://"))
+            .map(|l| parse_addr(l.trim_end_matches("metrics"), "Metrics on http://"));
         Self {
             child,
             logs,
             addr,
             base_url: format!("http://{addr}"),
             shutdown_addr,
+            metrics_addr,
+        }
+    }
+
+    /// Scrapes `/metrics` (the server must run with
+    /// `--metrics-addr=127.0.0.1:0`).
+    pub fn metrics(&self) -> Metrics {
+        let addr = self
+            .metrics_addr
+            .expect("start the server with --metrics-addr=127.0.0.1:0");
+        let response = HttpConnection::open(addr)
+            .and_then(|mut connection| connection.get("/metrics"))
+            .unwrap_or_else(|e| panic!("GET /metrics failed: {e}"));
+        assert_eq!(response.status, 200, "GET /metrics: {}", response.text());
+        Metrics(response.text())
+    }
+
+    /// Scrapes `/metrics` until `wanted` holds, for up to `timeout`; panics
+    /// with the last scrape and `what` if it never does. Instances retire
+    /// and requests finish asynchronously, so tests wait for counts rather
+    /// than sleep.
+    pub fn wait_for_metrics(
+        &self,
+        what: &str,
+        timeout: Duration,
+        wanted: impl Fn(&Metrics) -> bool,
+    ) -> Metrics {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let metrics = self.metrics();
+            if wanted(&metrics) {
+                return metrics;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {timeout:?} for {what}; last scrape:\n{}",
+                metrics.0
+            );
+            thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -288,6 +402,29 @@ impl Drop for RunningServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One scrape of `/metrics` in Prometheus text format.
+#[derive(Clone, Debug)]
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of one series, named exactly as exposed, labels included
+    /// (`reprise_requests_total{outcome="ok"}`); panics if it is missing.
+    pub fn value(&self, series: &str) -> f64 {
+        self.0
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == series).then(|| value.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no series {series} in:\n{}", self.0))
+    }
+
+    /// [`Metrics::value`] of a counter or gauge, as a whole number.
+    pub fn count(&self, series: &str) -> u64 {
+        self.value(series) as u64
     }
 }
 
@@ -368,6 +505,32 @@ impl HttpConnection {
 
     pub fn get(&mut self, path: &str) -> io::Result<HttpResponse> {
         self.request("GET", path, &[], &[])
+    }
+
+    /// Writes `bytes` as they are: a hand-made request, several pipelined
+    /// ones, or half of one.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let stream = self.reader.get_mut();
+        stream.write_all(bytes)?;
+        stream.flush()
+    }
+
+    /// Reads the next response (to a request sent with
+    /// [`HttpConnection::send_raw`]).
+    pub fn read_next_response(&mut self) -> io::Result<HttpResponse> {
+        self.read_response(false)
+    }
+
+    /// Waits for the server to close the connection, discarding anything it
+    /// sends first; fails if the read timeout passes while it stays open.
+    pub fn wait_closed(&mut self) -> io::Result<Vec<u8>> {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => Ok(rest),
+            // A reset is the server closing too, abruptly.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(rest),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends one request and reads its response.
