@@ -1,0 +1,106 @@
+//! Limits that keep one guest or one client from taking the host down:
+//! linear memory per instance (`--max-memory-size`) and request bodies
+//! (`--max-request-body-size`, 413). The instance limit (`--max-instances`)
+//! is in statuses.rs, the header read timeout in hostile.rs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{RunningServer, guest_wasm};
+
+#[test]
+fn a_guest_growing_past_max_memory_size_fails_alone_and_the_next_request_is_served() {
+    let server = RunningServer::start(
+        &guest_wasm("faults_p3"),
+        &["--max-memory-size=16MiB", "--metrics-addr=127.0.0.1:0"],
+    );
+    let line = server
+        .wait_for_log("max-memory-size", Duration::from_secs(1))
+        .expect("start-up describes the limits");
+    assert!(line.contains("max-memory-size 16MiB"), "{line}");
+
+    assert_eq!(server.get("/?leak_kib=1024").status, 200, "1 MiB fits");
+    let grown = server.get("/?leak_kib=32768");
+    assert_eq!(
+        (grown.status, grown.text().as_str()),
+        (500, "the component trapped while handling the request\n"),
+        "a 32 MiB allocation fails inside the guest"
+    );
+    assert_eq!(server.get("/").status, 200, "a fresh instance serves");
+    let metrics = server.metrics();
+    assert_eq!(
+        metrics.count("reprise_instances_retired_total{reason=\"trap\"}"),
+        1
+    );
+}
+
+/// A POST whose body is sent with chunked encoding, so no length is known
+/// up front: only reading it can find it too large. (Requests in these
+/// tests stay under 8 KiB, which the server reads in one go: a server that
+/// closes with unread bytes would reset the connection, and the client
+/// could lose the response.)
+fn chunked_post(body_len: usize) -> Vec<u8> {
+    let mut request =
+        b"POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for chunk in vec![b'x'; body_len].chunks(512) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    request
+}
+
+#[test]
+fn a_body_over_max_request_body_size_gets_413_whether_its_length_is_declared_or_streamed() {
+    let server = RunningServer::start(
+        &guest_wasm("upload_p3"),
+        &["--max-request-body-size=1KiB", "--metrics-addr=127.0.0.1:0"],
+    );
+    let too_large = "request body too large: the limit is 1KiB\n";
+
+    // Declared: refused before the guest is involved.
+    let declared = server
+        .connect()
+        .request("POST", "/", &[], &[b'x'; 2048])
+        .expect("POST with a length");
+    assert_eq!(
+        (declared.status, declared.text().as_str()),
+        (413, too_large)
+    );
+    assert_eq!(declared.header("connection"), Some("close"));
+
+    // Streamed: the guest reads until the host cuts it off.
+    let mut connection = server.connect();
+    connection.send_raw(&chunked_post(2048)).expect("sends");
+    let streamed = connection.read_next_response().expect("an answer");
+    assert_eq!(
+        (streamed.status, streamed.text().as_str()),
+        (413, too_large)
+    );
+
+    // At the limit, both ways get through.
+    let at_limit = server
+        .connect()
+        .request("POST", "/", &[], &[b'x'; 1024])
+        .expect("POST");
+    assert_eq!(
+        (at_limit.status, at_limit.text().as_str()),
+        (200, "read 1024 bytes\n")
+    );
+    let mut connection = server.connect();
+    connection.send_raw(&chunked_post(1024)).expect("sends");
+    let streamed = connection.read_next_response().expect("an answer");
+    assert_eq!(
+        (streamed.status, streamed.text().as_str()),
+        (200, "read 1024 bytes\n")
+    );
+
+    let metrics = server.metrics();
+    assert_eq!(
+        metrics.count("reprise_requests_total{outcome=\"too_large\"}"),
+        2
+    );
+    assert_eq!(metrics.count("reprise_requests_total{outcome=\"ok\"}"), 2);
+}

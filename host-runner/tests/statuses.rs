@@ -1,0 +1,178 @@
+//! Every way host-runner can fail a request has its own status and a
+//! one-line plain-text body naming the cause (never guest internals):
+//! 503 with `Retry-After` when overloaded or out of instances, 503 when an
+//! instance cannot be created, 500 for every request on an instance that
+//! traps, none left hanging. (504 and the single trap are in faults.rs, 413
+//! in limits.rs.)
+
+mod common;
+
+use std::thread;
+use std::time::Duration;
+
+use common::{HttpResponse, RunningServer, guest_wasm};
+
+/// Long enough that a request still in flight at the end of a test was
+/// clearly never going to finish on its own; the server is killed first.
+const FOREVER: &str = "/?sleep_ms=600000";
+
+fn assert_one_line(response: &HttpResponse, status: u16, body: &str) {
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (status, body),
+        "{response:?}"
+    );
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+}
+
+/// Starts `FOREVER` on its own connection and waits until it runs in an
+/// instance; returns the connection so the request stays open.
+fn occupy_one_instance(server: &RunningServer) -> common::HttpConnection {
+    let mut connection = server.connect();
+    connection
+        .send_raw(format!("GET {FOREVER} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .expect("sends the request");
+    server.wait_for_metrics("an instance serving", Duration::from_secs(30), |m| {
+        m.count("reprise_instances_created_total") == 1
+            && m.count("reprise_requests_in_flight") == 1
+    });
+    connection
+}
+
+#[test]
+fn over_max_concurrent_requests_gets_503_with_retry_after_after_a_short_wait() {
+    let server = RunningServer::start(
+        &guest_wasm("faults_p3"),
+        &[
+            "--max-concurrent-requests=1",
+            "--request-queue-timeout=50ms",
+            "--metrics-addr=127.0.0.1:0",
+        ],
+    );
+    let _busy = occupy_one_instance(&server);
+    let refused = server.get("/");
+    assert_one_line(
+        &refused,
+        503,
+        "server overloaded: all 1 request slots are in use; retry later\n",
+    );
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    let metrics = server.metrics();
+    assert_eq!(
+        metrics.count("reprise_requests_total{outcome=\"overload\"}"),
+        1
+    );
+}
+
+#[test]
+fn a_request_that_needs_an_instance_beyond_max_instances_gets_503_with_retry_after() {
+    let server = RunningServer::start(
+        &guest_wasm("faults_p3"),
+        &[
+            "--max-instances=1",
+            "--max-instance-concurrent-reuse-count=1",
+            "--metrics-addr=127.0.0.1:0",
+        ],
+    );
+    let _busy = occupy_one_instance(&server);
+    let refused = server.get("/");
+    assert_one_line(
+        &refused,
+        503,
+        "no component instance available: all instances are busy; retry later\n",
+    );
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    let metrics = server.metrics();
+    assert_eq!(
+        metrics.count("reprise_requests_total{outcome=\"instantiation\"}"),
+        1
+    );
+    assert_eq!(metrics.count("reprise_instances_created_total"), 1);
+}
+
+#[test]
+fn a_component_that_cannot_be_instantiated_gets_503_and_a_warning_at_start_up() {
+    // hello_p3 starts with about 1 MiB of linear memory.
+    let server = RunningServer::start(
+        &guest_wasm("hello_p3"),
+        &["--max-memory-size=64KiB", "--metrics-addr=127.0.0.1:0"],
+    );
+    assert!(
+        server
+            .wait_for_log("every instantiation will fail", Duration::from_secs(1))
+            .is_some(),
+        "start-up warns: {:?}",
+        server.logs()
+    );
+    for _ in 0..2 {
+        let refused = server.get("/");
+        assert_one_line(
+            &refused,
+            503,
+            "no component instance available: instantiation failed\n",
+        );
+        assert_eq!(
+            refused.header("retry-after"),
+            None,
+            "retrying will not help"
+        );
+    }
+    let metrics = server.metrics();
+    assert_eq!(
+        metrics.count("reprise_requests_total{outcome=\"instantiation\"}"),
+        2
+    );
+    assert_eq!(metrics.count("reprise_instances_created_total"), 0);
+    assert_eq!(
+        metrics.count("reprise_instantiation_duration_seconds_count"),
+        2
+    );
+}
+
+#[test]
+fn every_request_on_an_instance_that_traps_gets_500_and_none_is_left_hanging() {
+    // One instance only, so that every request shares it.
+    let server = RunningServer::start(
+        &guest_wasm("faults_p3"),
+        &["--max-instances=1", "--metrics-addr=127.0.0.1:0"],
+    );
+    let mut first = occupy_one_instance(&server);
+    // The instance takes further requests once its first one is waiting;
+    // give the worker that moment.
+    thread::sleep(Duration::from_millis(300));
+    let responses = thread::scope(|scope| {
+        let waiting: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| server.get(FOREVER)))
+            .collect();
+        server.wait_for_metrics("4 requests in flight", Duration::from_secs(30), |m| {
+            m.count("reprise_requests_in_flight") == 4
+        });
+        let trap = server.get("/?trap=1");
+        let mut all: Vec<HttpResponse> = waiting.into_iter().map(|w| w.join().unwrap()).collect();
+        all.push(
+            first
+                .read_next_response()
+                .expect("the first request is answered"),
+        );
+        all.push(trap);
+        all
+    });
+    for response in &responses {
+        assert_one_line(
+            response,
+            500,
+            "the component trapped while handling the request\n",
+        );
+    }
+    let metrics = server.wait_for_metrics("the instance gone", Duration::from_secs(30), |m| {
+        m.count("reprise_instances_live") == 0
+    });
+    assert_eq!(
+        metrics.count("reprise_instances_retired_total{reason=\"trap\"}"),
+        1
+    );
+    assert_eq!(server.get("/").status, 200, "a fresh instance serves");
+}
