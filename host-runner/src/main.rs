@@ -132,9 +132,9 @@ struct ServeArgs {
     #[arg(long, value_name = "SOCKADDR")]
     metrics_addr: Option<SocketAddr>,
 
-    /// Do not apply the component's reprise:reuse-policy section, as a host
-    /// that does not read it would not (to test the guest's own run-time
-    /// enforcement).
+    /// Serve as a host that does not read the component's
+    /// reprise:reuse-policy section would, leaving the policy to the guest's
+    /// own run-time enforcement (to test that enforcement).
     #[arg(long)]
     ignore_guest_policy: bool,
 
