@@ -69,6 +69,11 @@ const LISTEN_BACKLOG: u32 = 1024;
 /// hyper's own ~400 KiB buffer limit.
 const MAX_HEADER_SIZE: usize = 64 << 10;
 
+/// How long a request that got no response waits to learn whether its
+/// instance trapped; only a guest that returns without responding, on an
+/// instance that lives on, waits this long.
+const INSTANCE_END_WAIT: Duration = Duration::from_millis(250);
+
 /// What a client told to retry waits, in seconds (`Retry-After`): long
 /// enough for a request slot or an instance to free up, short enough not to
 /// matter to a user.
@@ -464,7 +469,13 @@ async fn handle_request(
             (response, Outcome::Ok)
         }
         Err(error) => {
-            let failure = Failure::classify(&error, &ticket);
+            let mut failure = Failure::classify(&error, &ticket);
+            if failure == Failure::NoResponse
+                && let Some(instance) = ticket.instance()
+                && instance.failed_within(INSTANCE_END_WAIT).await
+            {
+                failure = Failure::Trapped;
+            }
             let message = failure.message(config);
             let status = failure.status().as_u16();
             match failure {

@@ -29,6 +29,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
 use tokio::time::Sleep;
 use wasmtime::component::GuestTaskId;
 use wasmtime::{Store, StoreContextMut};
@@ -61,6 +62,8 @@ pub struct InstanceInfo {
     idle_expired: AtomicBool,
     /// It accepted `max_instance_reuse_count` requests.
     reuse_limit_reached: AtomicBool,
+    /// Set when the instance is dropped: whether its worker ended in error.
+    ended: watch::Sender<Option<bool>>,
 }
 
 impl InstanceInfo {
@@ -72,7 +75,22 @@ impl InstanceInfo {
             request_expired: AtomicBool::new(false),
             idle_expired: AtomicBool::new(false),
             reuse_limit_reached: AtomicBool::new(false),
+            ended: watch::Sender::new(None),
         }
+    }
+
+    /// Whether the instance ends in error (a trap) within `wait`.
+    ///
+    /// A request whose instance traps may be failed before the instance is
+    /// reported dropped, and for p2 its error does not say why (the handler
+    /// only reports that no response was set); the instance's end, which
+    /// follows at once, does.
+    pub(crate) async fn failed_within(&self, wait: Duration) -> bool {
+        let mut ended = self.ended.subscribe();
+        matches!(
+            tokio::time::timeout(wait, ended.wait_for(Option::is_some)).await,
+            Ok(Ok(end)) if *end == Some(true)
+        )
     }
 
     /// Instances are numbered 1, 2, 3… in creation order.
@@ -354,6 +372,7 @@ impl WorkerState for InstanceWorker {
     }
 
     fn drop(&self, store: Store<Host>, result: wasmtime::Result<()>) {
+        self.info.ended.send_replace(Some(result.is_err()));
         // When the runtime shuts down it drops the workers' tasks, which
         // reports an error ("worker panicked") that is not one.
         if self.closing.load(Ordering::Relaxed) {
