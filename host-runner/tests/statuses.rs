@@ -2,7 +2,7 @@
 //! one-line plain-text body naming the cause (never guest internals):
 //! 503 with `Retry-After` when overloaded or out of instances, 503 when an
 //! instance cannot be created, 500 for every request on an instance that
-//! traps, none left hanging. (504 and the single trap are in faults.rs, 413
+//! traps (p3 and p2), none left hanging. (504 and the single trap are in faults.rs, 413
 //! in limits.rs.)
 
 mod common;
@@ -175,4 +175,37 @@ fn every_request_on_an_instance_that_traps_gets_500_and_none_is_left_hanging() {
         1
     );
     assert_eq!(server.get("/").status, 200, "a fresh instance serves");
+}
+
+#[test]
+fn a_trap_in_a_p2_handler_gets_500_and_its_reused_instance_is_replaced() {
+    let server = RunningServer::start(
+        &guest_wasm("faults_p2"),
+        &[
+            "--max-instance-reuse-count=128",
+            "--debug-headers",
+            "--metrics-addr=127.0.0.1:0",
+        ],
+    );
+    let mut connection = server.connect();
+    let first = connection.get("/").expect("GET /");
+    assert_eq!((first.status, first.instance()), (200, Some(1)));
+    let trapped = connection.get("/?trap=1").expect("GET /?trap=1");
+    assert_eq!(trapped.instance(), Some(1), "reused before it trapped");
+    assert_one_line(
+        &trapped,
+        500,
+        "the component trapped while handling the request\n",
+    );
+    let next = connection.get("/").expect("GET /");
+    assert_eq!(
+        (next.status, next.instance(), next.instance_request()),
+        (200, Some(2), Some(1))
+    );
+    let metrics = server.metrics();
+    assert_eq!(metrics.count("reprise_requests_total{outcome=\"trap\"}"), 1);
+    assert_eq!(
+        metrics.count("reprise_instances_retired_total{reason=\"trap\"}"),
+        1
+    );
 }
