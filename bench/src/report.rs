@@ -76,7 +76,9 @@ fn describe_environment(out: &mut String, env: &Environment) {
         "Measured {} on {} ({} cores), server and wrk on 127.0.0.1. \
          Load average (1, 5, 15 min) {} before the run, {} after. \
          Each row: {} s warm-up, then {} measured run(s) of {} s, round-robin over the \
-         configurations; medians shown.\n",
+         configurations; medians shown. CPU/request is the server's own CPU time \
+         (user and system) per request, which moves less than requests/s when the \
+         machine is busy.\n",
         env.date,
         env.cpu,
         env.cores,
@@ -106,14 +108,14 @@ fn describe_environment(out: &mut String, env: &Environment) {
 /// commands.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| # | Server | Component | Reuse | Requests/s | p50 | p99 | Instances | Peak RSS | Errors |\n\
-         |--:|---|---|---|--:|--:|--:|--:|--:|--:|\n",
+        "| # | Server | Component | Reuse | Requests/s | p50 | p99 | CPU/request | Instances | Peak RSS | Errors |\n\
+         |--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|\n",
     );
     for (number, row) in rows.iter().enumerate() {
         let config = &row.config;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
             number + 1,
             config.server,
             config.component.unwrap_or("(none)"),
@@ -121,6 +123,8 @@ pub fn table(rows: &[Row]) -> String {
             row.requests_per_sec(),
             latency(row.p50()),
             latency(row.p99()),
+            row.cpu_per_request()
+                .map_or("n/a".into(), |micros| format!("{micros:.0} µs")),
             row.instances().map_or("n/a".into(), |n| format!("{n:.0}")),
             row.peak_rss_kib.map_or("n/a".into(), mebibytes),
             row.errors(),
@@ -176,7 +180,12 @@ impl Target {
 
 fn ratios(rows: &[Row]) -> String {
     let mut out = String::from("| Ratio | Value | Target | Met |\n|---|--:|--:|:-:|\n");
-    for ratio in all_ratios(rows) {
+    // A partial run (`--only`) cannot compute every ratio; only the ones
+    // with a target are worth a line saying so.
+    let shown = all_ratios(rows)
+        .into_iter()
+        .filter(|ratio| ratio.value.is_some() || ratio.target.is_some());
+    for ratio in shown {
         let value = ratio.value.map_or("n/a".into(), |v| format!("{v:.2}"));
         let (target, met) = match (ratio.target, ratio.value) {
             (Some(target), Some(value)) => (

@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 
 use crate::RunArgs;
 use crate::plan::{self, Config, ServerKind};
-use crate::server::{self, CommandLine, Running};
+use crate::server::{CommandLine, Running};
 use crate::wrk::{self, Sample};
 use crate::{chart, report};
 
@@ -25,9 +25,6 @@ const PEER_VERSION: &str = "wasmtime 48.0.8";
 /// Stands for the port a server printed, in the commands the report shows.
 const PORT: &str = "$PORT";
 
-/// Stands for the free port picked for host-runner's metrics.
-const METRICS_ADDR: &str = "127.0.0.1:$METRICS_PORT";
-
 /// Everything measured about one configuration.
 pub struct Row {
     pub config: Config,
@@ -36,6 +33,8 @@ pub struct Row {
     /// The wrk command as the report shows it (port as `$PORT`).
     pub wrk_command: CommandLine,
     pub samples: Vec<Sample>,
+    /// Server CPU time per request in each measured run, in microseconds.
+    pub cpu_per_request: Vec<f64>,
     /// Instances created during each measured run (host-runner with
     /// metrics only).
     pub instances: Vec<u64>,
@@ -130,36 +129,30 @@ fn start_all(
 }
 
 fn start(args: &RunArgs, environment: &Environment, config: Config) -> anyhow::Result<Live> {
-    let metrics = (config.server == ServerKind::HostRunner && environment.metrics)
-        .then(server::free_local_addr)
-        .transpose()?;
-    let command = server_command(args, &config, metrics.map(|addr| addr.to_string()))?;
-    let shown = server_command(args, &config, metrics.map(|_| METRICS_ADDR.to_owned()))?;
+    let metrics = config.server == ServerKind::HostRunner && environment.metrics;
+    let command = server_command(args, &config, metrics)?;
     let log = args
         .logs
         .join(format!("{}.log", config.label().replace(' ', "_")));
     eprintln!("reprise-bench: starting {}", config.label());
-    let server = Running::start(&command, &log, metrics)?;
+    let server = Running::start(&command, &log)?;
     let url = format!("http://{}{}", server.addr(), config.load.path);
     let shown_url = format!("http://127.0.0.1:{PORT}{}", config.load.path);
     let row = Row {
         wrk_command: wrk::command(&shown_url, &config.load, args.duration),
-        server_command: shown,
+        server_command: command,
         config,
         samples: Vec::new(),
+        cpu_per_request: Vec::new(),
         instances: Vec::new(),
         peak_rss_kib: None,
     };
     Ok(Live { row, server, url })
 }
 
-/// The command that serves `config`; `metrics` is the `--metrics-addr`
-/// value, when host-runner has one.
-fn server_command(
-    args: &RunArgs,
-    config: &Config,
-    metrics: Option<String>,
-) -> anyhow::Result<CommandLine> {
+/// The command that serves `config`, asking host-runner for `/metrics` on a
+/// free port when `metrics`.
+fn server_command(args: &RunArgs, config: &Config, metrics: bool) -> anyhow::Result<CommandLine> {
     let component = || {
         let file = config
             .wasm_file()
@@ -184,8 +177,10 @@ fn server_command(
     command
         .args
         .extend(config.flags.iter().map(|&flag| flag.to_owned()));
-    if let Some(metrics) = metrics {
-        command.args.extend(["--metrics-addr".into(), metrics]);
+    if metrics {
+        command
+            .args
+            .extend(["--metrics-addr".into(), "127.0.0.1:0".into()]);
     }
     if config.server != ServerKind::Native {
         command.args.push(component().display().to_string());
@@ -212,9 +207,15 @@ fn warm_up(live: &Live, seconds: u64) -> anyhow::Result<()> {
 
 fn measure(live: &mut Live, seconds: u64, (round, rounds): (u32, u32)) -> anyhow::Result<()> {
     let before = live.server.instances_created();
+    let cpu_before = live.server.cpu_time()?;
     let sample = wrk::run(&wrk::command(&live.url, &live.row.config.load, seconds))?;
+    let cpu = live.server.cpu_time()? - cpu_before;
     if let (Some(before), Some(after)) = (before, live.server.instances_created()) {
         live.row.instances.push(after - before);
+    }
+    if sample.requests > 0 {
+        let micros = cpu.as_secs_f64() * 1e6 / sample.requests as f64;
+        live.row.cpu_per_request.push(micros);
     }
     eprintln!(
         "reprise-bench: [{round}/{rounds}] {:<40} {:>9.0} req/s  p50 {:>9.2?}  p99 {:>9.2?}{}",
@@ -256,13 +257,23 @@ fn environment(args: &RunArgs) -> anyhow::Result<Environment> {
         load_after: String::new(),
         host_runner,
         peer: peer_version(&args.wasmtime),
-        wrk: first_line_of(Path::new("wrk"), &["--version"])
-            .context("cannot run wrk; install it with scripts/install-bench-tools.sh")?,
+        wrk: wrk_version()?,
         metrics: help.contains("--metrics-addr"),
         duration: args.duration,
         warmup: args.warmup,
         repeats: args.repeats,
     })
+}
+
+/// `wrk debian/4.1.0-3+b2`, without the copyright that follows.
+fn wrk_version() -> anyhow::Result<String> {
+    let line = first_line_of(Path::new("wrk"), &["--version"])
+        .context("cannot run wrk; install it with scripts/install-bench-tools.sh")?;
+    Ok(line
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" "))
 }
 
 fn peer_version(wasmtime: &Path) -> Result<String, String> {
@@ -335,6 +346,11 @@ impl Row {
 
     pub fn errors(&self) -> u64 {
         self.samples.iter().map(|s| s.errors).sum()
+    }
+
+    /// Median server CPU time per request, in microseconds.
+    pub fn cpu_per_request(&self) -> Option<f64> {
+        (!self.cpu_per_request.is_empty()).then(|| median(self.cpu_per_request.iter().copied()))
     }
 
     pub fn instances(&self) -> Option<f64> {

@@ -1,6 +1,7 @@
 //! A server under test as a child process: started, found (from its
-//! `Serving HTTP on http://IP:PORT/` stderr line), observed (peak RSS from
-//! `/proc`, host-runner's Prometheus counters) and killed.
+//! `Serving HTTP on http://IP:PORT/` stderr line, and host-runner's
+//! `Metrics on http://IP:PORT/metrics`), observed (peak RSS from `/proc`,
+//! host-runner's Prometheus counters) and killed.
 //!
 //! It does not know which server it runs or what load it gets; the run
 //! module builds the command line.
@@ -8,10 +9,10 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, OnceLock, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -24,6 +25,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// The line host-runner, `wasmtime serve` and `reprise-bench native` print
 /// once they accept connections.
 const SERVING: &str = "Serving HTTP on http://";
+
+/// The line host-runner prints when it serves `/metrics`.
+const METRICS: &str = "Metrics on http://";
 
 /// The host-runner counter of instances created.
 const INSTANCES_CREATED: &str = "reprise_instances_created_total";
@@ -49,18 +53,14 @@ impl fmt::Display for CommandLine {
 pub struct Running {
     child: Child,
     addr: SocketAddr,
-    metrics: Option<SocketAddr>,
+    /// Where it serves `/metrics`, once it said so.
+    metrics: Arc<OnceLock<SocketAddr>>,
 }
 
 impl Running {
     /// Starts `command`, copying its stderr to `log`, and waits until it
-    /// says where it listens. `metrics` is where it serves `/metrics`, if it
-    /// was asked to.
-    pub fn start(
-        command: &CommandLine,
-        log: &Path,
-        metrics: Option<SocketAddr>,
-    ) -> anyhow::Result<Self> {
+    /// says where it listens.
+    pub fn start(command: &CommandLine, log: &Path) -> anyhow::Result<Self> {
         let log_file =
             File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
         let mut child = Command::new(&command.program)
@@ -72,7 +72,9 @@ impl Running {
             .with_context(|| format!("cannot start `{command}`"))?;
         let stderr = child.stderr.take().expect("stderr is piped");
         let (found, addr) = mpsc::channel();
-        thread::spawn(move || copy_stderr(stderr, log_file, found));
+        let metrics = Arc::new(OnceLock::new());
+        let metrics_found = metrics.clone();
+        thread::spawn(move || copy_stderr(stderr, log_file, found, &metrics_found));
         let addr = match addr.recv_timeout(START_TIMEOUT) {
             Ok(addr) => addr,
             Err(_) => {
@@ -94,6 +96,16 @@ impl Running {
         self.addr
     }
 
+    /// CPU time the process used so far, user and system, all threads.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let path = format!("/proc/{}/stat", self.child.id());
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let ticks = parse_cpu_ticks(&stat).with_context(|| format!("unexpected {path}"))?;
+        Ok(Duration::from_secs_f64(
+            ticks as f64 / CLOCK_TICKS_PER_SECOND,
+        ))
+    }
+
     /// The most resident memory the process ever used, in KiB (VmHWM).
     pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
         let path = format!("/proc/{}/status", self.child.id());
@@ -104,7 +116,7 @@ impl Running {
     /// host-runner's count of instances created so far, if it serves
     /// metrics.
     pub fn instances_created(&self) -> Option<u64> {
-        let text = scrape(self.metrics?)
+        let text = scrape(*self.metrics.get()?)
             .inspect_err(|error| eprintln!("reprise-bench: metrics scrape failed: {error:#}"))
             .ok()?;
         parse_counter(&text, INSTANCES_CREATED)
@@ -119,34 +131,51 @@ impl Drop for Running {
     }
 }
 
-/// Copies the server's stderr to its log, reporting the listening address
-/// once; keeps draining afterwards so a chatty server never blocks on a
-/// full pipe.
-fn copy_stderr(stderr: impl Read, mut log: File, found: mpsc::Sender<SocketAddr>) {
+/// Copies the server's stderr to its log, reporting the listening and
+/// metrics addresses; keeps draining afterwards so a chatty server never
+/// blocks on a full pipe.
+fn copy_stderr(
+    stderr: impl Read,
+    mut log: File,
+    found: mpsc::Sender<SocketAddr>,
+    metrics: &OnceLock<SocketAddr>,
+) {
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
         let _ = writeln!(log, "{line}");
-        if let Some(addr) = parse_serving_line(&line) {
+        if let Some(addr) = address_after(&line, SERVING, "/") {
             let _ = found.send(addr);
+        } else if let Some(addr) = address_after(&line, METRICS, "/metrics") {
+            let _ = metrics.set(addr);
         }
     }
 }
 
-fn parse_serving_line(line: &str) -> Option<SocketAddr> {
-    let (_, rest) = line.split_once(SERVING)?;
-    rest.trim_end().trim_end_matches('/').parse().ok()
+/// The address in `…{prefix}IP:PORT{suffix}`.
+fn address_after(line: &str, prefix: &str, suffix: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once(prefix)?;
+    rest.trim_end().strip_suffix(suffix)?.parse().ok()
+}
+
+/// `USER_HZ`: what Linux counts `/proc/PID/stat` times in, 100 on every
+/// architecture the bench runs on.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+/// utime + stime from `/proc/PID/stat`; fields are counted after the
+/// command name, which may itself hold spaces and parentheses.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 of the whole line; the state (field 3) comes first
+    // here.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 fn parse_vm_hwm(status: &str) -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// A free port on 127.0.0.1 for a server flag that cannot take port 0 and
-/// report back (the metrics address). Another process could take it in
-/// between; on a bench machine that does not happen.
-pub fn free_local_addr() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 /// `GET /metrics` over HTTP/1.0, so the server closes when done and the
@@ -191,12 +220,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn serving_line_gives_the_address() {
-        assert_eq!(
-            parse_serving_line("Serving HTTP on http://127.0.0.1:41234/"),
-            Some("127.0.0.1:41234".parse().unwrap())
-        );
-        assert_eq!(parse_serving_line("host-runner: loading"), None);
+    fn serving_and_metrics_lines_give_their_addresses() {
+        let addr = Some("127.0.0.1:41234".parse().unwrap());
+        let serving = "Serving HTTP on http://127.0.0.1:41234/";
+        assert_eq!(address_after(serving, SERVING, "/"), addr);
+        let metrics = "Metrics on http://127.0.0.1:41234/metrics";
+        assert_eq!(address_after(metrics, METRICS, "/metrics"), addr);
+        assert_eq!(address_after(metrics, SERVING, "/"), None);
+        assert_eq!(address_after("host-runner: loading", SERVING, "/"), None);
+    }
+
+    #[test]
+    fn cpu_ticks_are_user_plus_system_time() {
+        let stat = "4242 (host (runner)) S 1 4242 4242 0 -1 4194560 900 0 0 0 150 25 0 0 20 0 5 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(175));
     }
 
     #[test]

@@ -14,6 +14,8 @@ use crate::server::CommandLine;
 /// What one wrk run measured.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sample {
+    /// Requests completed in the run.
+    pub requests: u64,
     pub requests_per_sec: f64,
     pub p50: Duration,
     pub p99: Duration,
@@ -60,6 +62,12 @@ fn parse(report: &str) -> anyhow::Result<Sample> {
             .find_map(|line| line.strip_prefix(label))
             .map(str::trim)
     };
+    let requests = report
+        .lines()
+        .find_map(|line| line.trim().split_once(" requests in "))
+        .context("no `N requests in` line")?
+        .0
+        .parse()?;
     let requests_per_sec = value_after("Requests/sec:")
         .context("no Requests/sec line")?
         .parse()?;
@@ -76,6 +84,7 @@ fn parse(report: &str) -> anyhow::Result<Sample> {
         None => 0,
     };
     Ok(Sample {
+        requests,
         requests_per_sec,
         p50,
         p99,
@@ -125,6 +134,7 @@ Transfer/sec:      1.33MB
     #[test]
     fn report_gives_throughput_percentiles_and_errors() {
         let sample = parse(REPORT).unwrap();
+        assert_eq!(sample.requests, 39660);
         assert_eq!(sample.requests_per_sec, 13220.44);
         assert_eq!(sample.p50, Duration::from_micros(448));
         assert_eq!(sample.p99, Duration::from_millis(1020));
