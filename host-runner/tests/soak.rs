@@ -1,0 +1,319 @@
+//! Chaos soak: 50 clients send a mix of well-behaved and misbehaving
+//! requests to one host-runner, and no request may be lost, hang, or get an
+//! answer it should not. Requests that did nothing wrong may only fail by
+//! sharing an instance with a fault; the soak counts those collateral
+//! failures per fault kind, and shows that the serial and never policies
+//! bring them to zero. Afterwards the server must be back to baseline: no
+//! live instances, RSS near where it started.
+//!
+//! `just test` runs 1,000 requests per policy; `just soak` runs 10,000 and
+//! prints the report (`SOAK_REQUESTS` sets the count).
+
+mod common;
+
+use common::{RunningServer, guest_wasm};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const CONNECTIONS: usize = 50;
+const REQUEST_TIMEOUT: &str = "--request-timeout=1s";
+/// How long past the request timeout an answer may take before it counts
+/// as hung: generous, for a loaded 2-core CI machine.
+const HANG_MARGIN: Duration = Duration::from_secs(15);
+
+/// What a client asks for, and what it must get back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Normal,
+    Sleep,
+    LargeBody,
+    Retire,
+    HoldBackpressure,
+    GrowMemory,
+    BusyLoop,
+    Trap,
+    Disconnect,
+}
+
+use Kind::*;
+
+impl Kind {
+    /// Out of every 100 requests, how many of each kind.
+    const MIX: [(Kind, usize); 9] = [
+        (Normal, 45),
+        (Sleep, 15),
+        (LargeBody, 8),
+        (Retire, 4),
+        (HoldBackpressure, 6),
+        (GrowMemory, 8),
+        (BusyLoop, 3),
+        (Trap, 3),
+        (Disconnect, 8),
+    ];
+
+    fn path(self) -> &'static str {
+        match self {
+            Normal => "/",
+            Sleep => "/?sleep_ms=30",
+            LargeBody => "/?body_kib=256",
+            Retire => "/?retire=1",
+            HoldBackpressure => "/?hold_ms=30",
+            // With --max-memory-size 48MiB, a dozen of these on one
+            // instance exhaust it: the allocation fails and the guest traps.
+            GrowMemory => "/?leak_kib=4096",
+            BusyLoop => "/?busy_ms=forever",
+            Trap => "/?trap=1",
+            Disconnect => "/?sleep_ms=300",
+        }
+    }
+
+    /// The statuses this kind may get by its own doing.
+    fn own_statuses(self) -> &'static [u16] {
+        match self {
+            BusyLoop => &[504],
+            Trap => &[500],
+            GrowMemory => &[200, 500],
+            _ => &[200],
+        }
+    }
+
+    /// The fault a collateral status points to.
+    fn blamed_for(status: u16) -> Kind {
+        if status == 504 { BusyLoop } else { Trap }
+    }
+
+    fn is_fault(self) -> bool {
+        matches!(self, BusyLoop | Trap | GrowMemory)
+    }
+}
+
+/// The kind of the `n`-th request: a fixed interleaving of the mix.
+fn kind_of(n: usize) -> Kind {
+    let slot = (n * 37) % 100;
+    let mut start = 0;
+    for (kind, share) in Kind::MIX {
+        if slot < start + share {
+            return kind;
+        }
+        start += share;
+    }
+    unreachable!("the mix adds up to 100")
+}
+
+#[derive(Default)]
+struct Report {
+    /// (kind, outcome) -> count; outcome is a status or "disconnected".
+    outcomes: BTreeMap<(Kind, String), usize>,
+    /// Fault kind -> well-behaved requests that failed beside it.
+    collateral: BTreeMap<Kind, usize>,
+    wrong: Vec<String>,
+}
+
+struct Soak {
+    policy: &'static str,
+    report: Report,
+    instances_created: u64,
+    live_after: u64,
+    rss_before_kib: u64,
+    rss_after_kib: u64,
+}
+
+fn requests_per_policy() -> usize {
+    std::env::var("SOAK_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn soak(guest: &str, policy: &'static str) -> Soak {
+    let server = RunningServer::start(
+        &guest_wasm(guest),
+        &[
+            REQUEST_TIMEOUT,
+            "--max-memory-size=48MiB",
+            "--metrics-addr=127.0.0.1:0",
+        ],
+    );
+    // Warm up so that the baseline includes a loaded component and a pool.
+    for _ in 0..20 {
+        server.get("/");
+    }
+    let rss_before_kib = rss_kib(server.pid());
+
+    let total = requests_per_policy();
+    let next = AtomicUsize::new(0);
+    let report = Mutex::new(Report::default());
+    let hang_limit = Duration::from_secs(1) + HANG_MARGIN;
+    thread::scope(|scope| {
+        for _ in 0..CONNECTIONS {
+            scope.spawn(|| {
+                let mut connection = server.connect();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        break;
+                    }
+                    let kind = kind_of(n);
+                    let started = Instant::now();
+                    let outcome = if kind == Disconnect {
+                        disconnect_mid_request(&server);
+                        "disconnected".to_owned()
+                    } else {
+                        if connection.is_closed() {
+                            connection = server.connect();
+                        }
+                        match connection.get(kind.path()) {
+                            Ok(response) => response.status.to_string(),
+                            Err(error) => {
+                                connection = server.connect();
+                                format!("no answer ({error})")
+                            }
+                        }
+                    };
+                    let elapsed = started.elapsed();
+                    let mut report = report.lock().unwrap();
+                    if elapsed > hang_limit {
+                        report.wrong.push(format!("{kind:?} took {elapsed:?}"));
+                    }
+                    if let Ok(status) = outcome.parse::<u16>()
+                        && !kind.own_statuses().contains(&status)
+                    {
+                        if !kind.is_fault() && matches!(status, 500 | 504) {
+                            *report
+                                .collateral
+                                .entry(Kind::blamed_for(status))
+                                .or_default() += 1;
+                        } else {
+                            report.wrong.push(format!("{kind:?} got {status}"));
+                        }
+                    } else if outcome.starts_with("no answer") {
+                        report.wrong.push(format!("{kind:?}: {outcome}"));
+                    }
+                    *report.outcomes.entry((kind, outcome)).or_default() += 1;
+                }
+            });
+        }
+    });
+
+    // Instances retire or go idle and are dropped within the idle timeout.
+    let settled = server.wait_for_metrics("no live instances", Duration::from_secs(30), |m| {
+        m.count("reprise_instances_live") == 0
+    });
+    Soak {
+        policy,
+        report: report.into_inner().unwrap(),
+        instances_created: settled.count("reprise_instances_created_total"),
+        live_after: settled.count("reprise_instances_live"),
+        rss_before_kib,
+        rss_after_kib: rss_kib(server.pid()),
+    }
+}
+
+/// Sends a request that would take 300 ms, and hangs up after 20 ms.
+fn disconnect_mid_request(server: &RunningServer) {
+    if let Ok(mut stream) = TcpStream::connect(server.addr) {
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            Disconnect.path(),
+            server.addr
+        );
+        let _ = stream.write_all(request.as_bytes());
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn print_report(soaks: &[Soak]) {
+    println!(
+        "\nchaos soak, {} requests per policy, {CONNECTIONS} connections",
+        requests_per_policy()
+    );
+    for soak in soaks {
+        println!("\n== policy: {}", soak.policy);
+        println!("{:<18} {:>14} {:>7}", "kind", "outcome", "count");
+        for ((kind, outcome), count) in &soak.report.outcomes {
+            println!("{:<18} {:>14} {:>7}", format!("{kind:?}"), outcome, count);
+        }
+        let faults: BTreeMap<Kind, usize> =
+            soak.report
+                .outcomes
+                .iter()
+                .fold(BTreeMap::new(), |mut faults, ((kind, _), count)| {
+                    if kind.is_fault() {
+                        *faults.entry(*kind).or_default() += count;
+                    }
+                    faults
+                });
+        for (fault, count) in &faults {
+            let collateral = soak.report.collateral.get(fault).copied().unwrap_or(0);
+            println!(
+                "collateral failures from {fault:?}: {collateral} ({:.2} per fault)",
+                collateral as f64 / *count as f64
+            );
+        }
+        println!(
+            "instances created {}, live after {}; RSS before {} KiB, after {} KiB",
+            soak.instances_created, soak.live_after, soak.rss_before_kib, soak.rss_after_kib
+        );
+    }
+}
+
+#[test]
+fn chaos_soak_loses_no_request_and_returns_to_baseline() {
+    let soaks = [
+        soak("faults_p3", "concurrent"),
+        soak("faults_serial_p3", "serial"),
+        soak("faults_never_p3", "never"),
+    ];
+    print_report(&soaks);
+    for soak in &soaks {
+        let answered: usize = soak.report.outcomes.values().sum();
+        assert_eq!(
+            answered,
+            requests_per_policy(),
+            "{}: every request accounted for",
+            soak.policy
+        );
+        assert!(
+            soak.report.wrong.is_empty(),
+            "{}: {:?}",
+            soak.policy,
+            soak.report.wrong
+        );
+        assert_eq!(
+            soak.live_after, 0,
+            "{}: no instance outlives the soak",
+            soak.policy
+        );
+        // RSS may keep allocator caches and a warm instance pool; it must not
+        // keep what the soak's instances leaked (hundreds of MiB in all).
+        assert!(
+            soak.rss_after_kib < soak.rss_before_kib + 64 * 1024,
+            "{}: RSS {} KiB -> {} KiB",
+            soak.policy,
+            soak.rss_before_kib,
+            soak.rss_after_kib
+        );
+    }
+    for soak in &soaks[1..] {
+        assert!(
+            soak.report.collateral.is_empty(),
+            "{}: a fault failed requests beside it: {:?}",
+            soak.policy,
+            soak.report.collateral
+        );
+    }
+}
