@@ -61,6 +61,10 @@ component-build:
         fi
     done
 
+# The long chaos soak (10,000 requests per reuse policy) with its report
+soak: build
+    SOAK_REQUESTS=10000 cargo test --release -p host-runner --test soak -- --nocapture
+
 # Format check and clippy, host and guests
 lint:
     cargo fmt --all -- --check
