@@ -1,15 +1,15 @@
 //! Per-instance host state (the `T` of `Store<T>`), the stores that hold it,
 //! and the linker that provides WASI to both HTTP worlds.
 //!
-//! Everything an instance can reach from the host is decided here, and each
-//! of the instance's linear memories is held to `--max-memory-size`. This
-//! module does not decide when instances are created, reused or dropped
-//! (that is the worker module).
+//! Everything an instance can reach from the host is decided here, and the
+//! store keeps count of the instance's linear memory and holds each memory
+//! to `--max-memory-size`. This module does not decide when instances are
+//! created, reused or dropped (that is the worker module).
 
 use std::sync::Arc;
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -21,10 +21,7 @@ pub struct Host {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    /// `--max-memory-size`. Past it, growth fails in the guest
-    /// (`memory.grow` returns -1), which a Rust guest turns into an
-    /// allocation-failure trap.
-    limits: StoreLimits,
+    memory: MemoryMeter,
     labels: Arc<RequestLabels>,
 }
 
@@ -33,6 +30,54 @@ impl Host {
     /// labelled.
     pub(crate) fn request_labels(&self) -> &Arc<RequestLabels> {
         &self.labels
+    }
+
+    /// Bytes of linear memory the instance has now, all its memories
+    /// together.
+    pub(crate) fn linear_memory_bytes(&self) -> usize {
+        self.memory.bytes
+    }
+}
+
+/// Counts linear memory as the instance creates and grows it: the store's
+/// limiter is told of every growth, so no access to the guest's (unexported)
+/// memories is needed. It allows every growth the memory's type and
+/// `limits` allow (`--max-memory-size`; a store has room for one limiter, so
+/// this one consults wasmtime's `StoreLimits`). Past the limit, growth fails
+/// in the guest (`memory.grow` returns -1), which a Rust guest turns into an
+/// allocation-failure trap.
+struct MemoryMeter {
+    bytes: usize,
+    limits: StoreLimits,
+}
+
+impl ResourceLimiter for MemoryMeter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Growth past the memory's own maximum would fail after an `Ok(true)`
+        // and be reported through `memory_grow_failed`, which cannot tell
+        // which growth failed; refusing it here keeps the count exact. (An
+        // allocation failure in the OS is still counted as growth.)
+        if maximum.is_some_and(|maximum| desired > maximum)
+            || !self.limits.memory_growing(current, desired, maximum)?
+        {
+            return Ok(false);
+        }
+        self.bytes += desired.saturating_sub(current);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
     }
 }
 
@@ -71,11 +116,29 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
     Ok(linker)
 }
 
+/// Each linear memory of an instance may grow to `--max-memory-size`.
+fn memory_limits(config: &EffectiveConfig) -> StoreLimits {
+    StoreLimitsBuilder::new()
+        .memory_size(usize::try_from(config.max_memory_size).unwrap_or(usize::MAX))
+        .build()
+}
+
 /// A fresh store for instance number `instance_id`.
 pub(crate) fn new_store(
     engine: &Engine,
     instance_id: u64,
     config: &EffectiveConfig,
+) -> Store<Host> {
+    new_store_with_stdout(engine, instance_id, config, HostStream::Stdout)
+}
+
+/// [`new_store`], with the guest's stdout sent to the host's `stdout`
+/// stream: `check` keeps its own stdout for the report.
+pub(crate) fn new_store_with_stdout(
+    engine: &Engine,
+    instance_id: u64,
+    config: &EffectiveConfig,
+    stdout: HostStream,
 ) -> Store<Host> {
     let style = match (config.log_format, config.logging_prefix) {
         (LogFormat::Json, _) => OutputStyle::Events,
@@ -85,12 +148,7 @@ pub(crate) fn new_store(
     let labels = RequestLabels::new(instance_id);
     let wasi = WasiCtxBuilder::new()
         .envs(&config.env)
-        .stdout(GuestOutput::new(
-            HostStream::Stdout,
-            "stdout",
-            style,
-            labels.clone(),
-        ))
+        .stdout(GuestOutput::new(stdout, "stdout", style, labels.clone()))
         .stderr(GuestOutput::new(
             HostStream::Stderr,
             "stderr",
@@ -104,13 +162,14 @@ pub(crate) fn new_store(
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(usize::try_from(config.max_memory_size).unwrap_or(usize::MAX))
-                .build(),
+            memory: MemoryMeter {
+                bytes: 0,
+                limits: memory_limits(config),
+            },
             labels,
         },
     );
-    store.limiter(|host| &mut host.limits);
+    store.limiter(|host| &mut host.memory);
     // When the engine ticks epochs (request timeouts are on), running guest
     // code yields to the executor at every tick instead of trapping. The
     // yield is what lets the worker check, from outside the store's event

@@ -16,6 +16,9 @@
 //! - [`config`]: options as given and as applied (the policy as a ceiling);
 //! - [`logging`]: host-runner's own log lines (text or JSON).
 //!
+//! Beside them, [`check`] drives instances directly, without the server, to
+//! compare fresh and reused instances of a component (`host-runner check`).
+//!
 //! The binary is a thin layer over this library; tests and benches drive the
 //! same types:
 //!
@@ -32,6 +35,7 @@
 //! # }
 //! ```
 
+pub mod check;
 pub mod component;
 pub mod config;
 mod engine;

@@ -1,0 +1,451 @@
+//! Runs probes on component instances, without HTTP: each instance is a
+//! store and instance from the host module, and requests go straight to the
+//! guest's export through `wasmtime_wasi_http`'s `Prepared`, the same call
+//! path `ProxyHandler` uses.
+//!
+//! A batch of requests runs inside one `run_concurrent` event loop on one
+//! instance. Calls start one at a time: the next starts once the guest has
+//! run as far as it can (every task blocked, as `ProxyHandler` does before
+//! accepting another request) and only if the instance is not under
+//! backpressure. So a batch of several requests really interleaves on one
+//! instance, a guest that asks for serial reuse gets it, and a guest that
+//! retires its instance is left alone: the rest of the batch is handed back
+//! for a new instance.
+//!
+//! A watchdog outside the event loop ends a batch that makes no progress for
+//! the request timeout, even when guest code loops without yielding (the
+//! epoch ticker makes it yield). This module does not decide which requests
+//! to run where (the check module) and does not compare responses.
+
+use std::cell::{Cell, RefCell};
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use http_body_util::BodyExt;
+use hyper::Response;
+use tokio::time::Instant;
+use wasmtime::component::{Accessor, Func};
+use wasmtime::{AsContextMut as _, Store, Trap};
+use wasmtime_wasi_http::handler::{Prepared, Proxy};
+use wasmtime_wasi_http::{WasiBody, WasiHttpView as _};
+
+use super::probe::Probe;
+use crate::component::{LoadedComponent, one_line};
+use crate::config::{EffectiveConfig, HumanDuration};
+use crate::guest_output::HostStream;
+use crate::host::{self, Host};
+
+/// Response bodies longer than this are cut off and the request reported as
+/// failed, so a guest streaming forever cannot fill the host's memory.
+const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// What became of one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The guest answered (body read to the end).
+    Response {
+        status: u16,
+        /// Lower-case names, in the order the guest sent them.
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// The instance trapped while the request was in flight; `message` says
+    /// whether this request's own call trapped.
+    Trapped(String),
+    /// No response (or no end of body) within the request timeout.
+    TimedOut,
+    /// The guest returned an error, or never produced a response.
+    Failed(String),
+}
+
+impl Outcome {
+    fn from_error(error: &wasmtime::Error) -> Self {
+        // The trap's kind is the useful part; its guest backtrace is long,
+        // and a panicking guest has already printed its message on stderr.
+        match error.downcast_ref::<Trap>() {
+            Some(trap) => Outcome::Trapped(trap.to_string()),
+            None => Outcome::Failed(one_line(error)),
+        }
+    }
+}
+
+/// One component instance under test.
+pub(crate) struct Instance {
+    id: u64,
+    store: Store<Host>,
+    proxy: Proxy,
+    /// Requests started on it so far.
+    started: usize,
+}
+
+impl Instance {
+    /// Instances are numbered 1, 2, 3… over the whole check.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Requests started on this instance so far.
+    pub(crate) fn started(&self) -> usize {
+        self.started
+    }
+
+    /// Current size of the instance's linear memory, in bytes.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.store.data().linear_memory_bytes()
+    }
+
+    /// The guest export every request calls; the runtime tracks backpressure
+    /// per instance, and this is how to name the instance when asking.
+    fn handler(&self) -> Func {
+        match &self.proxy {
+            Proxy::P3(guest) => *guest.wasi_http_handler().func_handle().func(),
+            Proxy::P2(guest) => *guest.wasi_http_incoming_handler().func_handle().func(),
+        }
+    }
+}
+
+/// How a batch ended, which says whether the instance can take more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Every request finished; the instance takes more.
+    Open,
+    /// The instance is under backpressure with nothing running: it retired
+    /// (reuse policy, `retire()`), so the rest goes to a new instance.
+    Retired,
+    /// The instance trapped, or made no progress for the request timeout;
+    /// it must not be used again.
+    Dead,
+}
+
+/// One request of a batch that ran.
+pub(crate) struct Finished {
+    /// Index of the probe.
+    pub(crate) probe: usize,
+    /// The request's position among those started on its instance, from 1.
+    pub(crate) nth: usize,
+    /// Most requests in flight on the instance while this one was.
+    pub(crate) in_flight: usize,
+    pub(crate) outcome: Outcome,
+}
+
+/// The result of [`Driver::run_batch`].
+pub(crate) struct Batch {
+    pub(crate) finished: Vec<Finished>,
+    /// Probes never started because the instance stopped taking requests,
+    /// in their original order.
+    pub(crate) unstarted: Vec<usize>,
+    pub(crate) end: End,
+}
+
+/// Where a batch's requests stand; kept outside the event loop so that a
+/// batch abandoned by the watchdog still says what happened.
+#[derive(Default)]
+struct Progress {
+    /// Per batch slot: the request's position on the instance once started.
+    started: Vec<Option<usize>>,
+    outcomes: Vec<Option<Outcome>>,
+    /// Per batch slot: most requests in flight while it ran.
+    in_flight: Vec<usize>,
+    running: usize,
+    /// When a request last started or finished.
+    last_change: Option<Instant>,
+}
+
+impl Progress {
+    fn start(&mut self, slot: usize, nth: usize) {
+        self.started[slot] = Some(nth);
+        self.running += 1;
+        self.last_change = Some(Instant::now());
+        let running = self.running;
+        for (slot, outcome) in self.outcomes.iter().enumerate() {
+            if self.started[slot].is_some() && outcome.is_none() {
+                self.in_flight[slot] = self.in_flight[slot].max(running);
+            }
+        }
+    }
+
+    fn finish(&mut self, slot: usize, outcome: Outcome) {
+        self.outcomes[slot] = Some(outcome);
+        self.running -= 1;
+        self.last_change = Some(Instant::now());
+    }
+}
+
+/// Why the event loop of a batch stopped.
+enum Stop {
+    Done,
+    Retired,
+    Trapped,
+}
+
+/// Creates instances of one component and runs batches of probes on them.
+pub(crate) struct Driver<'a> {
+    component: &'a LoadedComponent,
+    probes: &'a [Probe],
+    config: EffectiveConfig,
+    request_timeout: Duration,
+    next_id: u64,
+}
+
+impl<'a> Driver<'a> {
+    pub(crate) fn new(
+        component: &'a LoadedComponent,
+        probes: &'a [Probe],
+        env: &[(String, String)],
+        request_timeout: Duration,
+    ) -> Self {
+        let options = crate::ServeOptions {
+            env: env.to_vec(),
+            ..crate::ServeOptions::default()
+        };
+        Self {
+            component,
+            probes,
+            config: EffectiveConfig::resolve(&options, component.world()),
+            request_timeout,
+            next_id: 1,
+        }
+    }
+
+    /// How many probes there are.
+    pub(crate) fn probe_count(&self) -> usize {
+        self.probes.len()
+    }
+
+    /// Instances created so far.
+    pub(crate) fn instances_created(&self) -> u64 {
+        self.next_id - 1
+    }
+
+    /// A new instance. Guest stdout goes to stderr: stdout is the report's.
+    pub(crate) async fn instantiate(&mut self) -> anyhow::Result<Instance> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut store = host::new_store_with_stdout(
+            self.component.engine(),
+            id,
+            &self.config,
+            HostStream::Stderr,
+        );
+        let instantiation = self.component.pre().instantiate_async(&mut store);
+        let proxy = match tokio::time::timeout(self.request_timeout, instantiation).await {
+            Ok(Ok(proxy)) => proxy,
+            Ok(Err(error)) => anyhow::bail!(
+                "{}: instance {id} could not be created: {}",
+                self.component.path().display(),
+                one_line(&error)
+            ),
+            Err(_) => anyhow::bail!(
+                "{}: instantiating took longer than the request timeout ({})",
+                self.component.path().display(),
+                HumanDuration(self.request_timeout)
+            ),
+        };
+        Ok(Instance {
+            id,
+            store,
+            proxy,
+            started: 0,
+        })
+    }
+
+    /// Runs the probes in `batch` (indices, in start order) on `instance`,
+    /// starting each as soon as the instance takes it; see the module docs.
+    pub(crate) async fn run_batch(&self, instance: &mut Instance, batch: &[usize]) -> Batch {
+        let progress = RefCell::new(Progress {
+            started: vec![None; batch.len()],
+            outcomes: vec![None; batch.len()],
+            in_flight: vec![0; batch.len()],
+            ..Progress::default()
+        });
+        // Set from outside the event loop when it has nothing left to run:
+        // every guest task is blocked, so the next call may start.
+        let settled = Cell::new(true);
+        let handler = instance.handler();
+        let first_nth = instance.started;
+        let probes = self.probes;
+        let Instance { store, proxy, .. } = &mut *instance;
+        let proxy = &*proxy;
+
+        let stopped = {
+            let event_loop = store.run_concurrent(async |accessor: &Accessor<Host>| {
+                let mut running = FuturesUnordered::new();
+                let mut next = 0;
+                poll_fn(|cx| {
+                    loop {
+                        if let Poll::Ready(Some((slot, outcome))) = running.poll_next_unpin(cx) {
+                            let own_trap = matches!(outcome, Outcome::Trapped(_));
+                            progress.borrow_mut().finish(slot, outcome);
+                            if own_trap {
+                                return Poll::Ready(Stop::Trapped);
+                            }
+                            continue;
+                        }
+                        if next == batch.len() {
+                            return match running.is_empty() {
+                                true => Poll::Ready(Stop::Done),
+                                false => Poll::Pending,
+                            };
+                        }
+                        if !settled.get() {
+                            return Poll::Pending;
+                        }
+                        if accessor
+                            .poll_ready_for_concurrent_call(handler, cx)
+                            .is_ready()
+                        {
+                            let slot = next;
+                            next += 1;
+                            settled.set(false);
+                            progress.borrow_mut().start(slot, first_nth + slot + 1);
+                            let request = probes[batch[slot]].to_request();
+                            running.push(serve(accessor, proxy, request, slot));
+                            continue;
+                        }
+                        if running.is_empty() && accessor.poll_no_interesting_tasks(cx).is_ready() {
+                            return Poll::Ready(Stop::Retired);
+                        }
+                        return Poll::Pending;
+                    }
+                })
+                .await
+            });
+
+            let mut event_loop = pin!(event_loop);
+            let mut watchdog = pin!(tokio::time::sleep(self.request_timeout));
+            poll_fn(|cx| {
+                let mut poll = event_loop.as_mut().poll(cx);
+                // Pending means every task is blocked (or guest code yielded at
+                // an epoch tick): let the loop start the next call, once.
+                if poll.is_pending() && !settled.replace(true) {
+                    poll = event_loop.as_mut().poll(cx);
+                }
+                if poll.is_pending() {
+                    let since = progress.borrow().last_change.unwrap_or_else(Instant::now);
+                    let deadline = since + self.request_timeout;
+                    if watchdog.deadline() != deadline {
+                        watchdog.as_mut().reset(deadline);
+                    }
+                    if watchdog.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(None);
+                    }
+                }
+                poll.map(Some)
+            })
+            .await
+        };
+
+        let progress = progress.into_inner();
+        let (end, unfinished) = match stopped {
+            Some(Ok(Stop::Done)) => (End::Open, None),
+            Some(Ok(Stop::Retired)) => (End::Retired, None),
+            Some(Ok(Stop::Trapped)) => (
+                End::Dead,
+                Some(Outcome::Trapped(
+                    "the instance trapped in another request while this one was in flight"
+                        .to_owned(),
+                )),
+            ),
+            Some(Err(error)) => (End::Dead, Some(Outcome::from_error(&error))),
+            None => (End::Dead, Some(Outcome::TimedOut)),
+        };
+        let mut batch_result = Batch {
+            finished: Vec::new(),
+            unstarted: Vec::new(),
+            end,
+        };
+        for (slot, &probe) in batch.iter().enumerate() {
+            let Some(nth) = progress.started[slot] else {
+                batch_result.unstarted.push(probe);
+                continue;
+            };
+            let outcome = match (&progress.outcomes[slot], &unfinished) {
+                (Some(outcome), _) => outcome.clone(),
+                (None, Some(outcome)) => outcome.clone(),
+                (None, None) => Outcome::Failed("the request was abandoned".to_owned()),
+            };
+            batch_result.finished.push(Finished {
+                probe,
+                nth,
+                in_flight: progress.in_flight[slot],
+                outcome,
+            });
+        }
+        instance.started = first_nth + progress.started.iter().flatten().count();
+        batch_result
+    }
+}
+
+/// Calls the guest with one request and reads the whole response.
+async fn serve(
+    accessor: &Accessor<Host>,
+    proxy: &Proxy,
+    request: hyper::Request<WasiBody>,
+    slot: usize,
+) -> (usize, Outcome) {
+    let (tx, rx) = oneshot::channel();
+    let prepared = accessor
+        .with(|mut access| Prepared::new(access.as_context_mut(), proxy, request, Host::http, tx));
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => return (slot, Outcome::from_error(&error)),
+    };
+    // The response comes through `rx` while the call may still be running
+    // (a p2 handler writes its body before it returns), so both are polled
+    // together. Expiry is the batch watchdog's job, hence `pending`.
+    let call = prepared.run(accessor, std::future::pending());
+    let response = async {
+        match rx.await {
+            Ok(Ok(response)) => read_response(response).await,
+            Ok(Err(error)) => Outcome::from_error(&error),
+            Err(_) => Outcome::Failed("the guest produced no response".to_owned()),
+        }
+    };
+    let (called, outcome) = futures::join!(call, response);
+    match called {
+        Err(error) if matches!(outcome, Outcome::Failed(_)) => (slot, Outcome::from_error(&error)),
+        _ => (slot, outcome),
+    }
+}
+
+async fn read_response(response: Response<WasiBody>) -> Outcome {
+    let (parts, mut body) = response.into_parts();
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                // Trailers are not compared.
+                if let Ok(data) = frame.into_data() {
+                    if bytes.len() + data.len() > MAX_BODY_BYTES {
+                        return Outcome::Failed(format!(
+                            "the response body is longer than {} MiB",
+                            MAX_BODY_BYTES >> 20
+                        ));
+                    }
+                    bytes.extend_from_slice(&data);
+                }
+            }
+            Err(error) => {
+                return Outcome::Failed(format!("the response body failed: {error}"));
+            }
+        }
+    }
+    Outcome::Response {
+        status: parts.status.as_u16(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: bytes,
+    }
+}
