@@ -1,7 +1,9 @@
 //! The `host-runner` command line: parses flags (named like `wasmtime
 //! serve`'s), prints the lines scripts look for, and maps failures to exit
-//! codes: 0 after a clean shutdown, 1 when the component cannot be served,
-//! 2 for bad flags (clap's own).
+//! codes. `serve`: 0 after a clean shutdown, 1 when the component cannot be
+//! served, 2 for bad flags (clap's own). `check`: 0 clean, 1 leak or hazard
+//! found, 2 when the check could not run (bad flags or requests file, a
+//! component that cannot be loaded).
 //!
 //! Everything else lives in the library so that tests and benches can drive
 //! it directly; this file holds no serving logic.
@@ -13,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use host_runner::check::{self, CheckOptions, DEFAULT_IGNORED_HEADERS, Probe, Report};
 use host_runner::config::{
     DEFAULT_MAX_INSTANCES, DEFAULT_MAX_MEMORY_SIZE, DEFAULT_MAX_REQUEST_BODY_SIZE,
 };
@@ -21,6 +24,7 @@ use host_runner::{
     Allocator, HumanDuration, HumanSize, LoadedComponent, LogFormat, ServeOptions, Server,
     Shutdown, parse_duration, parse_size,
 };
+use regex_lite::Regex;
 
 /// Serves WASI HTTP components (p2 and p3) with wasmtime, reusing instances
 /// within explicit limits.
@@ -35,6 +39,9 @@ struct Cli {
 enum Command {
     /// Serve a WASI HTTP component over HTTP/1.1.
     Serve(ServeArgs),
+    /// Check that a component answers the same on a reused instance as on
+    /// a fresh one (a differential test of instance reuse; no server).
+    Check(CheckArgs),
 }
 
 #[derive(Args)]
@@ -186,6 +193,74 @@ impl ServeArgs {
     }
 }
 
+#[derive(Args)]
+struct CheckArgs {
+    /// Requests to send, one JSON object per line:
+    /// {"method":"GET","path":"/x","headers":{"k":"v"},"body":"..."}, all but
+    /// path optional [default: GET /, GET /?a=1, and POST / with a small
+    /// body].
+    #[arg(long, value_name = "FILE")]
+    requests: Option<PathBuf>,
+
+    /// Also send `GET PATH` (repeatable), e.g. --path '/?user=ann'.
+    #[arg(long = "path", value_name = "PATH", value_parser = parse_probe_path)]
+    paths: Vec<Probe>,
+
+    /// Rounds of each reused mode; the first sends the requests in the
+    /// given order, the others in shuffled orders.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    rounds: u16,
+
+    /// Seed of the shuffled orders; the report prints it, so a finding can
+    /// be reproduced.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
+
+    /// Longest a request may go without a response (and a batch without
+    /// progress) before it counts as never finishing. Durations as for
+    /// serve.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    request_timeout: Duration,
+
+    /// Response header to leave out of comparisons (repeatable), in
+    /// addition to content-length, date, x-request-id and x-reprise-*; a
+    /// trailing `*` matches a prefix.
+    #[arg(long = "ignore-header", value_name = "NAME")]
+    ignore_headers: Vec<String>,
+
+    /// Regular expression for parts of response bodies to leave out of
+    /// comparisons (repeatable), e.g. 'served=\d+'.
+    #[arg(long = "ignore-body", value_name = "REGEX", value_parser = parse_regex)]
+    ignore_body: Vec<Regex>,
+
+    /// Environment variable for the component (repeatable). `NAME` alone
+    /// passes on the host's value.
+    #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+
+    /// Report format: lines for people, or JSON for CI.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+
+    /// The WebAssembly component to check (.wasm).
+    #[arg(value_name = "COMPONENT")]
+    component: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn parse_probe_path(path: &str) -> Result<Probe, String> {
+    Probe::get(path).map_err(|e| format!("{e:#}"))
+}
+
+fn parse_regex(pattern: &str) -> Result<Regex, String> {
+    Regex::new(pattern).map_err(|e| one_line(&e.into()))
+}
+
 fn parse_env(text: &str) -> Result<(String, String), String> {
     let (name, value) = match text.split_once('=') {
         Some((name, value)) => (name, value.to_owned()),
@@ -208,19 +283,80 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Check(args) => return check(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // Same convention as Rust's panic handler: set and not "0".
-            if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
-                eprintln!("error: {error:?}");
-            } else {
-                eprintln!("error: {}", one_line(&error));
-            }
+            print_error(&error);
             ExitCode::FAILURE
         }
     }
+}
+
+fn print_error(error: &anyhow::Error) {
+    // Same convention as Rust's panic handler: set and not "0".
+    if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+        eprintln!("error: {error:?}");
+    } else {
+        eprintln!("error: {}", one_line(error));
+    }
+}
+
+/// Prints the report on stdout; the exit code tells CI a finding (1) from a
+/// check that could not run (2).
+fn check(args: &CheckArgs) -> ExitCode {
+    let report = match run_check(args) {
+        Ok(report) => report,
+        Err(error) => {
+            print_error(&error);
+            return ExitCode::from(2);
+        }
+    };
+    match args.format {
+        Format::Text => print!("{report}"),
+        Format::Json => println!("{}", report.to_json()),
+    }
+    match report.is_clean() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    }
+}
+
+fn run_check(args: &CheckArgs) -> anyhow::Result<Report> {
+    let mut probes = match &args.requests {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                anyhow::anyhow!("cannot read the requests file {}: {e}", file.display())
+            })?;
+            Probe::parse_lines(&text).with_context(|| file.display().to_string())?
+        }
+        None => Probe::defaults(),
+    };
+    probes.extend(args.paths.iter().cloned());
+    // Interruptible: a guest stuck in a loop must count as a timeout, not
+    // hang the check.
+    let component = LoadedComponent::load(&args.component, true)?;
+    let options = CheckOptions {
+        rounds: usize::from(args.rounds),
+        seed: args.seed,
+        request_timeout: args.request_timeout,
+        ignore_headers: DEFAULT_IGNORED_HEADERS
+            .iter()
+            .map(|name| name.to_string())
+            .chain(args.ignore_headers.iter().cloned())
+            .collect(),
+        ignore_body: args.ignore_body.clone(),
+        env: args.env.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(check::check(&component, &probes, &options));
+    // A guest stuck in a loop may still hold a runtime thread.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    report
 }
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
