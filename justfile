@@ -25,6 +25,10 @@ build: build-guests
 serve guest *flags: build
     {{host}} serve --addr 127.0.0.1:8080 {{flags}} {{guests}}/{{replace(guest, "-", "_")}}.wasm
 
+# Check a component under reuse, e.g. `just check leaky-user-p3 --path '/?user=ann'`
+check guest *flags: build
+    {{host}} check {{flags}} {{guests}}/{{replace(guest, "-", "_")}}.wasm
+
 # Build, then serve hello-p3 on 127.0.0.1:8080
 demo: build
     @echo "Try: curl http://127.0.0.1:8080/"
