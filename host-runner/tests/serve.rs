@@ -130,10 +130,10 @@ fn instances_for_ten_sequential_requests(guest: &str, flags: &[&str]) -> HashSet
 
 #[test]
 fn instances_are_reused_when_allowed_and_never_with_reuse_count_1() {
-    assert_eq!(
-        instances_for_ten_sequential_requests("hello_p3", &[]).len(),
-        1
-    );
+    // Reuse is allowed, not promised: a request may arrive while the last
+    // one's instance is still finishing its body, and get a new instance.
+    // Ten requests on ten instances would mean no reuse at all.
+    assert!(instances_for_ten_sequential_requests("hello_p3", &[]).len() < 10);
     assert_eq!(
         instances_for_ten_sequential_requests("hello_p3", &["--max-instance-reuse-count=1"]).len(),
         10
@@ -142,9 +142,9 @@ fn instances_are_reused_when_allowed_and_never_with_reuse_count_1() {
         instances_for_ten_sequential_requests("hello_p2", &[]).len(),
         10
     );
-    assert_eq!(
+    assert!(
         instances_for_ten_sequential_requests("hello_p2", &["--max-instance-reuse-count=128"])
-            .len(),
-        1
+            .len()
+            < 10
     );
 }
