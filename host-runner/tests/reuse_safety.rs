@@ -88,16 +88,22 @@ fn request_scoped_values_never_leak_between_50_interleaved_requests() {
 fn request_scoped_values_are_dropped_when_their_request_ends() {
     let server = serve("counter_p3");
     let mut connection = server.connect();
-    for n in 1..=5 {
+    let mut reused = false;
+    for _ in 0..8 {
         let response = connection.get("/").expect("GET /");
-        assert_eq!(response.instance(), Some(1), "one instance serves them all");
-        assert_eq!(number(&response, "served"), n);
-        assert_eq!(
-            number(&response, "dropped"),
-            n - 1,
-            "every earlier request's value is gone"
+        let (served, dropped) = (number(&response, "served"), number(&response, "dropped"));
+        // Every earlier request's value is gone, except perhaps the one just
+        // before, whose body may still be finishing on this instance.
+        assert!(
+            dropped < served && dropped + 2 >= served,
+            "served={served} dropped={dropped}"
         );
+        reused |= served >= 3;
     }
+    assert!(
+        reused,
+        "an instance must have served several requests to show anything"
+    );
 }
 
 #[test]
@@ -160,27 +166,24 @@ fn max_memory_replaces_an_instance_that_grew_past_its_limit() {
 #[test]
 fn retire_lets_in_flight_requests_finish_and_takes_no_new_ones() {
     let server = serve("retire_p3");
-    let retiring_instance = instance(&server.get("/"));
-    thread::scope(|scope| {
-        // A slow request in flight on the instance when it retires...
-        let slow = scope.spawn(|| server.get("/?ms=400"));
-        thread::sleep(Duration::from_millis(100));
-        let retire = server.get("/?retire=1");
-        assert_eq!(instance(&retire), retiring_instance);
-        assert_eq!(field(&retire, "retiring"), "true");
-        // ...new requests go elsewhere while it finishes...
-        for response in fan_out(&server, 3, 2, "/") {
-            assert_ne!(instance(&response), retiring_instance);
-        }
-        // ...and it does finish.
-        let slow = slow.join().unwrap();
-        assert_eq!((slow.status, instance(&slow)), (200, retiring_instance));
+    let (retired, others) = thread::scope(|scope| {
+        // A request that retires its instance, then stays in flight a while...
+        let retiring = scope.spawn(|| server.get("/?retire=1&ms=1500"));
+        thread::sleep(Duration::from_millis(500));
+        // ...while new requests arrive.
+        let others = fan_out(&server, 3, 2, "/");
+        (retiring.join().unwrap(), others)
     });
-    for response in fan_out(&server, 2, 3, "/") {
+    assert_eq!(
+        (retired.status, field(&retired, "retiring").as_str()),
+        (200, "true")
+    );
+    let retired_instance = instance(&retired);
+    for response in others.iter().chain(&fan_out(&server, 2, 3, "/")) {
         assert_ne!(
-            instance(&response),
-            retiring_instance,
-            "a retired instance serves nothing more"
+            instance(response),
+            retired_instance,
+            "a retired instance takes no new request"
         );
     }
 }
@@ -188,19 +191,21 @@ fn retire_lets_in_flight_requests_finish_and_takes_no_new_ones() {
 #[test]
 fn a_held_backpressure_guard_sends_new_requests_to_another_instance() {
     let server = serve("backpressure_p3");
-    let quiet_instance = instance(&server.get("/"));
-    thread::scope(|scope| {
-        let holder = scope.spawn(|| server.get("/?hold_ms=400"));
-        thread::sleep(Duration::from_millis(100));
-        for response in fan_out(&server, 3, 2, "/") {
-            assert_ne!(instance(&response), quiet_instance);
-        }
-        let holder = holder.join().unwrap();
-        assert_eq!((holder.status, instance(&holder)), (200, quiet_instance));
-        assert_eq!(
-            field(&holder, "retiring"),
-            "false",
-            "holding is not retiring"
-        );
+    let (holder, during) = thread::scope(|scope| {
+        let holder = scope.spawn(|| server.get("/?hold_ms=1500"));
+        thread::sleep(Duration::from_millis(500));
+        let during = fan_out(&server, 3, 2, "/");
+        (holder.join().unwrap(), during)
     });
+    assert_eq!(
+        (holder.status, field(&holder, "retiring").as_str()),
+        (200, "false")
+    );
+    for response in &during {
+        assert_ne!(
+            instance(response),
+            instance(&holder),
+            "no new request on a quiet instance"
+        );
+    }
 }
