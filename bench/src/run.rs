@@ -64,6 +64,8 @@ struct Live {
     row: Row,
     server: Running,
     url: String,
+    /// Where the server's stderr goes.
+    log: PathBuf,
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
@@ -147,7 +149,12 @@ fn start(args: &RunArgs, environment: &Environment, config: Config) -> anyhow::R
         instances: Vec::new(),
         peak_rss_kib: None,
     };
-    Ok(Live { row, server, url })
+    Ok(Live {
+        row,
+        server,
+        url,
+        log,
+    })
 }
 
 /// The command that serves `config`, asking host-runner for `/metrics` on a
@@ -208,7 +215,17 @@ fn warm_up(live: &Live, seconds: u64) -> anyhow::Result<()> {
 fn measure(live: &mut Live, seconds: u64, (round, rounds): (u32, u32)) -> anyhow::Result<()> {
     let before = live.server.instances_created();
     let cpu_before = live.server.cpu_time()?;
-    let sample = wrk::run(&wrk::command(&live.url, &live.row.config.load, seconds))?;
+    let sample =
+        wrk::run(&wrk::command(&live.url, &live.row.config.load, seconds)).map_err(|error| {
+            match live.server.exit_status() {
+                Some(status) => anyhow::anyhow!(
+                    "{} stopped ({status}) before its run {round}; its stderr is in {}",
+                    live.row.config.label(),
+                    live.log.display()
+                ),
+                None => error,
+            }
+        })?;
     let cpu = live.server.cpu_time()? - cpu_before;
     if let (Some(before), Some(after)) = (before, live.server.instances_created()) {
         live.row.instances.push(after - before);
