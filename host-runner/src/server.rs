@@ -46,6 +46,7 @@ use wasmtime_wasi_http::handler::{
     ExpirationError, InstantiationError, ProxyHandler, TrapOrPanicError,
 };
 
+use crate::coalesce;
 use crate::component::LoadedComponent;
 use crate::config::{EffectiveConfig, HumanDuration, HumanSize, ServeOptions};
 use crate::engine::EpochTicker;
@@ -466,7 +467,7 @@ async fn handle_request(
         }
         Ok(response) => {
             tracing::debug!("{method} {path} -> {}", response.status().as_u16());
-            (response, Outcome::Ok)
+            (coalesce::read_ahead(response).await, Outcome::Ok)
         }
         Err(error) => {
             let mut failure = Failure::classify(&error, &ticket);
