@@ -9,7 +9,6 @@
 //!   limits, timeouts, why each instance was dropped;
 //! - `host`: per-instance WASI state, the memory limit and the linker;
 //! - `guest_output`: guest stdout/stderr, labelled per instance and request;
-//! - `coalesce`: the response's head and the start of its body in one write;
 //! - `metrics`: counters and histograms, served at `/metrics`;
 //! - [`component`]: loading, world detection, the policy section;
 //! - [`policy`]: the guest's `reprise:reuse-policy`;
@@ -37,7 +36,6 @@
 //! ```
 
 pub mod check;
-mod coalesce;
 pub mod component;
 pub mod config;
 mod engine;

@@ -46,7 +46,6 @@ use wasmtime_wasi_http::handler::{
     ExpirationError, InstantiationError, ProxyHandler, TrapOrPanicError,
 };
 
-use crate::coalesce;
 use crate::component::LoadedComponent;
 use crate::config::{EffectiveConfig, HumanDuration, HumanSize, ServeOptions};
 use crate::engine::EpochTicker;
@@ -467,7 +466,7 @@ async fn handle_request(
         }
         Ok(response) => {
             tracing::debug!("{method} {path} -> {}", response.status().as_u16());
-            (coalesce::read_ahead(response).await, Outcome::Ok)
+            (response, Outcome::Ok)
         }
         Err(error) => {
             let mut failure = Failure::classify(&error, &ticket);
