@@ -67,7 +67,7 @@ component-build:
 
 # The long chaos soak (10,000 requests per reuse policy) with its report
 soak: build
-    SOAK_REQUESTS=10000 cargo test --release -p host-runner --test soak -- --ignored --nocapture
+    SOAK_REQUESTS=10000 cargo test --release -p host-runner --test soak -- --nocapture
 
 # Format check and clippy, host and guests
 lint:

@@ -9,6 +9,9 @@
 //!   limits, timeouts, why each instance was dropped;
 //! - `host`: per-instance WASI state, the memory limit and the linker;
 //! - `guest_output`: guest stdout/stderr, labelled per instance and request;
+//! - `read_ahead`: the response's head waits for the start of its body, so
+//!   that a fault in between still gets a status and a short body goes out
+//!   in one write;
 //! - `metrics`: counters and histograms, served at `/metrics`;
 //! - [`component`]: loading, world detection, the policy section;
 //! - [`policy`]: the guest's `reprise:reuse-policy`;
@@ -44,6 +47,7 @@ mod host;
 pub mod logging;
 mod metrics;
 pub mod policy;
+mod read_ahead;
 mod request;
 pub mod server;
 pub mod shutdown;

@@ -50,6 +50,7 @@ use crate::component::LoadedComponent;
 use crate::config::{EffectiveConfig, HumanDuration, HumanSize, ServeOptions};
 use crate::engine::EpochTicker;
 use crate::metrics::{self, Metrics, Outcome};
+use crate::read_ahead::read_ahead;
 use crate::request::{InFlight, LimitedBody, RequestIds};
 use crate::shutdown::Shutdown;
 use crate::worker::{InstanceLimitError, Instances, RequestTicket};
@@ -453,7 +454,14 @@ async fn handle_request(
         let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
         LimitedBody::new(body, limit, too_large.clone()).boxed_unsync()
     });
-    let result = shared.handler.handle(ticket.clone(), request).await;
+    let result = match shared.handler.handle(ticket.clone(), request).await {
+        // A body that fails before its first byte fails the request, while
+        // its head can still say so.
+        Ok(response) => read_ahead(&method, response)
+            .await
+            .map_err(wasmtime::Error::new),
+        Err(error) => Err(error),
+    };
     if let Some(instance) = ticket.instance() {
         tracing::Span::current().record("instance", instance.id());
     }

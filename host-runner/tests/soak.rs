@@ -6,14 +6,18 @@
 //! bring them to zero. Afterwards the server must be back to baseline: no
 //! live instances, RSS near where it started.
 //!
-//! `just soak` runs 10,000 requests per policy and prints the report
-//! (`SOAK_REQUESTS` sets the count; 1,000 by default). It is not yet part of
-//! `just test`: under this mix some responses arrive cut off after their
-//! head (see issue 7's note), which must be fixed before CI can gate on it.
+//! A response is only ever cut off after its head when a fault kills its
+//! instance mid-body, too late for a status: host-runner holds a head back
+//! until the body has started (`read_ahead`), so that a fault in between
+//! still gets its 500 or 504. The soak counts cut-off responses as
+//! collateral.
+//!
+//! `just test` runs 1,000 requests per policy; `just soak` runs 10,000 and
+//! prints the report (`SOAK_REQUESTS` sets the count).
 
 mod common;
 
-use common::{RunningServer, guest_wasm};
+use common::{CUT_OFF, RunningServer, guest_wasm};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::TcpStream;
@@ -113,6 +117,9 @@ struct Report {
     outcomes: BTreeMap<(Kind, String), usize>,
     /// Fault kind -> well-behaved requests that failed beside it.
     collateral: BTreeMap<Kind, usize>,
+    /// Responses whose body was cut off after their head went out: a fault
+    /// beside them killed their instance mid-body, too late for a status.
+    cut_off: usize,
     wrong: Vec<String>,
 }
 
@@ -182,7 +189,11 @@ fn soak(guest: &str, policy: &'static str) -> Soak {
                             Ok(response) => response.status.to_string(),
                             Err(error) => {
                                 connection = server.connect();
-                                format!("no answer ({error})")
+                                if error.to_string().starts_with(CUT_OFF) {
+                                    CUT_OFF.to_owned()
+                                } else {
+                                    format!("no answer ({error})")
+                                }
                             }
                         }
                     };
@@ -202,6 +213,8 @@ fn soak(guest: &str, policy: &'static str) -> Soak {
                         } else {
                             report.wrong.push(format!("{kind:?} got {status}"));
                         }
+                    } else if outcome == CUT_OFF {
+                        report.cut_off += 1;
                     } else if outcome.starts_with("no answer") {
                         report.wrong.push(format!("{kind:?}: {outcome}"));
                     }
@@ -267,6 +280,10 @@ fn print_report(soaks: &[Soak]) {
             );
         }
         println!(
+            "responses cut off after their head by a fault beside them: {}",
+            soak.report.cut_off
+        );
+        println!(
             "instances created {}, live after {}; RSS before {} KiB, after {} KiB",
             soak.instances_created, soak.live_after, soak.rss_before_kib, soak.rss_after_kib
         );
@@ -274,7 +291,6 @@ fn print_report(soaks: &[Soak]) {
 }
 
 #[test]
-#[ignore = "finds truncated responses under a mixed load (issue 7); run with `just soak`"]
 fn chaos_soak_loses_no_request_and_returns_to_baseline() {
     let soaks = [
         soak("faults_p3", "concurrent"),
@@ -313,10 +329,11 @@ fn chaos_soak_loses_no_request_and_returns_to_baseline() {
     }
     for soak in &soaks[1..] {
         assert!(
-            soak.report.collateral.is_empty(),
-            "{}: a fault failed requests beside it: {:?}",
+            soak.report.collateral.is_empty() && soak.report.cut_off == 0,
+            "{}: a fault failed requests beside it: {:?}, {} cut off",
             soak.policy,
-            soak.report.collateral
+            soak.report.collateral,
+            soak.report.cut_off
         );
     }
 }

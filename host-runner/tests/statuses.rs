@@ -2,8 +2,9 @@
 //! one-line plain-text body naming the cause (never guest internals):
 //! 503 with `Retry-After` when overloaded or out of instances, 503 when an
 //! instance cannot be created, 500 for every request on an instance that
-//! traps (p3 and p2), none left hanging. (504 and the single trap are in faults.rs, 413
-//! in limits.rs.)
+//! traps (p3 and p2), none left hanging, even when the guest had already
+//! handed back its response and trapped before the body. (504 and the
+//! single trap are in faults.rs, 413 in limits.rs.)
 
 mod common;
 
@@ -192,6 +193,19 @@ fn every_request_on_an_instance_that_traps_gets_500_and_none_is_left_hanging() {
     assert_eq!(
         metrics.count("reprise_instances_retired_total{reason=\"trap\"}"),
         1
+    );
+    assert_eq!(server.get("/").status, 200, "a fresh instance serves");
+}
+
+#[test]
+fn a_trap_after_the_response_but_before_its_body_still_gets_500() {
+    // The guest hands back a response promising 5 bytes, then traps. Had
+    // its head gone out at once, the client would see a 200 cut off.
+    let server = RunningServer::start(&guest_wasm("faults_p3"), &[]);
+    assert_one_line(
+        &server.get("/?trap_in_body=1"),
+        500,
+        "the component trapped while handling the request\n",
     );
     assert_eq!(server.get("/").status, 200, "a fresh instance serves");
 }

@@ -594,23 +594,31 @@ impl HttpConnection {
         if head_only || status < 200 || status == 204 || status == 304 {
             return Ok(response);
         }
+        response.body = self
+            .read_body(&response)
+            .map_err(|error| cut_off(status, error))?;
+        Ok(response)
+    }
+
+    fn read_body(&mut self, response: &HttpResponse) -> io::Result<Vec<u8>> {
         let chunked = response
             .header("transfer-encoding")
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
         if chunked {
-            response.body = self.read_chunked()?;
-        } else if let Some(length) = response.header("content-length") {
+            return self.read_chunked();
+        }
+        let mut body = Vec::new();
+        if let Some(length) = response.header("content-length") {
             let length: usize = length
                 .parse()
                 .map_err(|_| invalid(format!("bad content-length {length:?}")))?;
-            let mut body = vec![0; length];
+            body.resize(length, 0);
             self.reader.read_exact(&mut body)?;
-            response.body = body;
         } else {
-            self.reader.read_to_end(&mut response.body)?;
+            self.reader.read_to_end(&mut body)?;
             self.closed = true;
         }
-        Ok(response)
+        Ok(body)
     }
 
     fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
@@ -646,6 +654,18 @@ impl HttpConnection {
         Ok(line.trim_end_matches(['\r', '\n']).to_owned())
     }
 }
+
+/// The error for a response whose head arrived but whose body did not: the
+/// only way HTTP/1.1 can report a failure after the status went out.
+fn cut_off(status: u16, error: io::Error) -> io::Error {
+    io::Error::new(
+        error.kind(),
+        format!("{CUT_OFF} (status {status}): {error}"),
+    )
+}
+
+/// How [`HttpConnection`]'s errors start when the body was cut off.
+pub const CUT_OFF: &str = "cut off after its head";
 
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)

@@ -10,6 +10,8 @@
 //! - `retire=1`: retire the instance
 //! - `hold_ms=N`: hold backpressure for N ms
 //! - `body_kib=N`: stream an N KiB body, 16 KiB per chunk
+//! - `trap_in_body=1`: respond with `content-length: 5`, then trap 20 ms
+//!   later, before writing the body
 
 use reprise::{Body, Handler, IntoResponse, Request, Response, backpressure, query_param};
 use std::time::{Duration, Instant};
@@ -47,6 +49,19 @@ impl Handler for Faults {
         if let Some(ms) = number(&request, "hold_ms") {
             let _quiet = backpressure::hold();
             reprise::sleep(Duration::from_millis(ms)).await;
+        }
+        if query_param(&request, "trap_in_body") == Some("1") {
+            let (writer, body) = Body::channel();
+            reprise::spawn(async move {
+                let _open = writer;
+                reprise::sleep(Duration::from_millis(20)).await;
+                panic!("trap requested after the response");
+            });
+            let mut response = Response::new(body);
+            let length = reprise::http::HeaderValue::from_static("5");
+            let headers = response.headers_mut();
+            headers.insert(reprise::http::header::CONTENT_LENGTH, length);
+            return response;
         }
         let Some(kib) = number(&request, "body_kib") else {
             return Response::new(format!("ok {}\n", reprise::instance_stats()).into());
