@@ -88,6 +88,9 @@ pub struct ServeOptions {
     pub header_read_timeout: Option<Duration>,
     /// Format of host-runner's log lines.
     pub log_format: LogFormat,
+    /// Threads serving connections, each with its own instances (one per
+    /// CPU core when `None`).
+    pub threads: Option<usize>,
     /// Serve as a host that does not read the `reprise:reuse-policy`
     /// section would, leaving the policy to the guest's own run-time
     /// enforcement (to test that enforcement).
@@ -126,6 +129,7 @@ impl Default for ServeOptions {
             max_instances: DEFAULT_MAX_INSTANCES,
             header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
             log_format: LogFormat::Text,
+            threads: None,
             ignore_guest_policy: false,
         }
     }
@@ -174,6 +178,8 @@ pub struct EffectiveConfig {
     pub header_read_timeout: Option<Duration>,
     /// Format of host-runner's log lines (and of guest output in JSON).
     pub log_format: LogFormat,
+    /// Threads serving connections, each with its own instances (at least 1).
+    pub threads: usize,
 }
 
 /// Where an effective reuse limit came from, as start-up reports it.
@@ -305,8 +311,14 @@ impl EffectiveConfig {
             // Zero would close every connection before its first byte.
             header_read_timeout: options.header_read_timeout.filter(|t| !t.is_zero()),
             log_format: options.log_format,
+            threads: options.threads.unwrap_or_else(cores).max(1),
         }
     }
+}
+
+/// CPU cores this process may run on.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The flag's value (or `default`) unless the policy's limit is stricter.

@@ -3,7 +3,8 @@
 //!
 //! The pieces, in the order a request meets them:
 //! - [`shutdown`]: when to stop (signals, a shutdown address, a call);
-//! - [`server`]: hyper front end, error responses, debug headers;
+//! - [`server`]: hyper front end, its serving threads, error responses,
+//!   debug headers;
 //! - `request`: request ids, in-flight accounting, the body-size limit;
 //! - `worker`: the `ProxyHandler` traits: instance creation, reuse
 //!   limits, timeouts, why each instance was dropped;

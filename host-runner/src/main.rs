@@ -118,6 +118,11 @@ struct ServeArgs {
     #[arg(long, value_name = "N")]
     max_concurrent_connections: Option<usize>,
 
+    /// Threads serving connections. Each runs its own instances, so a
+    /// request never waits on another thread [default: one per CPU core].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    threads: Option<u32>,
+
     /// Environment variable for the component (repeatable). `NAME` alone
     /// passes on the host's value.
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
@@ -188,6 +193,7 @@ impl ServeArgs {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
             },
+            threads: self.threads.map(|n| n as usize),
             ignore_guest_policy: self.ignore_guest_policy,
         }
     }
@@ -418,7 +424,7 @@ fn describe(path: &str, allocator: Allocator, declared: Option<GuestPolicy>, ser
     };
     let or_none = |limit: Option<String>| limit.unwrap_or_else(|| "none".to_owned());
     tracing::info!(
-        "{path}: {} component, {allocator}, {policy}; max-instance-reuse-count {} ({}), max-instance-concurrent-reuse-count {} ({}), idle-instance-timeout {}, request-timeout {}, max-concurrent-requests {}, max-instances {}, max-memory-size {}, max-request-body-size {}, header-read-timeout {}",
+        "{path}: {} component, {allocator}, {policy}; max-instance-reuse-count {} ({}), max-instance-concurrent-reuse-count {} ({}), idle-instance-timeout {}, request-timeout {}, max-concurrent-requests {}, max-instances {}, max-memory-size {}, max-request-body-size {}, header-read-timeout {}, threads {}",
         config.world,
         config.max_instance_reuse_count,
         config.max_instance_reuse_count_origin,
@@ -435,6 +441,7 @@ fn describe(path: &str, allocator: Allocator, declared: Option<GuestPolicy>, ser
                 .header_read_timeout
                 .map(|t| HumanDuration(t).to_string())
         ),
+        config.threads,
     );
 }
 

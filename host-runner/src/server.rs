@@ -7,6 +7,13 @@
 //! requests (400) and heads over 64 KiB or 100 headers (431), and closes
 //! connections whose head takes longer than `--header-read-timeout`.
 //!
+//! Connections are served by `--threads` threads, each with a
+//! single-threaded runtime and a `ProxyHandler` of its own, all accepting
+//! from one listener. A request, the instance serving it and its response
+//! stay on one thread: no wake-up crosses threads, which on a small machine
+//! costs more than the guest's own work. Limits, metrics and instance
+//! numbers are shared across threads; reuse is per thread.
+//!
 //! Overload is handled with a short bounded wait: a request that finds every
 //! request slot taken waits up to `--request-queue-timeout` (100ms by
 //! default) for one, then gets 503. The wait absorbs bursts shorter than a
@@ -88,13 +95,29 @@ pub struct Server {
     shared: Arc<Shared>,
 }
 
-/// What every request task needs.
+/// What every request task needs: one per serving thread, all sharing the
+/// limits, the metrics and the instance numbering.
 struct Shared {
     handler: ProxyHandler<Instances>,
     config: Arc<EffectiveConfig>,
     request_slots: Option<Arc<Semaphore>>,
     metrics: Arc<Metrics>,
-    request_ids: RequestIds,
+    request_ids: Arc<RequestIds>,
+}
+
+impl Shared {
+    /// The same server for another thread, with a `ProxyHandler` (and so
+    /// instances) of its own: a request and the instance serving it stay on
+    /// one thread, with no wake-ups across threads.
+    fn for_another_thread(&self) -> Self {
+        Self {
+            handler: ProxyHandler::new(self.handler.state().clone()),
+            config: self.config.clone(),
+            request_slots: self.request_slots.clone(),
+            metrics: self.metrics.clone(),
+            request_ids: self.request_ids.clone(),
+        }
+    }
 }
 
 impl Server {
@@ -154,7 +177,7 @@ impl Server {
                 config,
                 request_slots,
                 metrics,
-                request_ids: RequestIds::new(),
+                request_ids: Arc::new(RequestIds::new()),
             }),
         })
     }
@@ -177,6 +200,11 @@ impl Server {
     /// Serves until `shutdown` is requested, then stops accepting, lets
     /// in-flight requests finish (or gives up on them when shutdown is
     /// requested again), and returns.
+    ///
+    /// Connections are served by `threads` threads of their own, each with
+    /// a single-threaded runtime and its own instances, taking connections
+    /// from the one listener as they are free to; the caller's runtime only
+    /// serves `/metrics`.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let Server {
             listener,
@@ -205,76 +233,138 @@ impl Server {
             .config
             .max_concurrent_connections
             .map(|n| Arc::new(Semaphore::new(n)));
-        let graceful = GracefulShutdown::new();
-
-        loop {
-            // Waiting for a connection slot before accepting leaves extra
-            // clients in the kernel's backlog instead of accepting and
-            // stalling them.
-            let slot = match &connection_slots {
-                Some(slots) => tokio::select! {
-                    slot = slots.clone().acquire_owned() => slot.ok(),
-                    () = shutdown.requested() => break,
-                },
-                None => None,
+        let listener = listener.into_std()?;
+        let mut threads = Vec::new();
+        for n in 0..shared.config.threads {
+            let shared = match n {
+                0 => shared.clone(),
+                _ => Arc::new(shared.for_another_thread()),
             };
-            let stream = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _peer)) => stream,
-                    Err(error) => {
-                        // Typically out of file descriptors: back off
-                        // instead of spinning, and keep serving the
-                        // connections already open.
-                        tracing::warn!("cannot accept a connection: {error}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = shutdown.requested() => break,
-            };
-            // Small response chunks (streamed bodies) must not wait for
-            // Nagle's algorithm.
-            let _ = stream.set_nodelay(true);
-            let shared = shared.clone();
-            let mut builder = http1::Builder::new();
-            builder
-                .keep_alive(true)
-                .max_header_size(MAX_HEADER_SIZE)
-                .timer(TokioTimer::new())
-                // Also closes keep-alive connections idle for that long.
-                .header_read_timeout(shared.config.header_read_timeout);
-            let connection = builder.serve_connection(
-                TokioIo::new(stream),
-                service_fn(move |request| serve_request(shared.clone(), request)),
-            );
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                // Connection-level errors (client went away mid-request,
-                // malformed HTTP) concern one client only and were already
-                // answered by hyper where possible.
-                let _ = connection.await;
-                drop(slot);
-            });
+            let listener = listener.try_clone()?;
+            let connection_slots = connection_slots.clone();
+            let shutdown = shutdown.clone();
+            let (finished, done) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("host-runner-{n}"))
+                .spawn(move || {
+                    let served = serve_on_this_thread(listener, shared, connection_slots, shutdown);
+                    let _ = finished.send(served);
+                })
+                .context("cannot start a thread to serve connections")?;
+            threads.push(done);
         }
-
-        // Closing the listener makes new connection attempts fail at once
-        // rather than hang in the backlog.
-        drop(listener);
-        let in_flight = graceful.count();
-        if in_flight > 0 {
-            tracing::info!(
-                "shutting down; waiting for {in_flight} open connection(s) to finish (signal again to stop now)"
-            );
+        let mut result = Ok(());
+        for done in threads {
+            let served = done
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a serving thread panicked")));
+            result = result.and(served);
         }
-        tokio::select! {
-            () = graceful.shutdown() => {}
-            () = shutdown.forced() => {
-                tracing::warn!("stopping without waiting for in-flight requests");
-            }
-        }
-        shared.handler.state().close();
-        Ok(())
+        result
     }
+}
+
+/// Runs a single-threaded runtime on this thread that accepts connections
+/// from `listener` and serves them until shutdown.
+fn serve_on_this_thread(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    connection_slots: Option<Arc<Semaphore>>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let served = runtime.block_on(serve_connections(
+        listener,
+        shared,
+        connection_slots,
+        shutdown,
+    ));
+    // Work handed to the blocking pool (file I/O) is not waited on forever.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served
+}
+
+async fn serve_connections(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    connection_slots: Option<Arc<Semaphore>>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    let graceful = GracefulShutdown::new();
+    loop {
+        // Waiting for a connection slot before accepting leaves extra
+        // clients in the kernel's backlog instead of accepting and
+        // stalling them.
+        let slot = match &connection_slots {
+            Some(slots) => tokio::select! {
+                slot = slots.clone().acquire_owned() => slot.ok(),
+                () = shutdown.requested() => break,
+            },
+            None => None,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                // Another thread took the connection first.
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(error) => {
+                    // Typically out of file descriptors: back off instead
+                    // of spinning, and keep serving the connections
+                    // already open.
+                    tracing::warn!("cannot accept a connection: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.requested() => break,
+        };
+        // Small response chunks (streamed bodies) must not wait for
+        // Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let mut builder = http1::Builder::new();
+        builder
+            .keep_alive(true)
+            .max_header_size(MAX_HEADER_SIZE)
+            .timer(TokioTimer::new())
+            // Also closes keep-alive connections idle for that long.
+            .header_read_timeout(shared.config.header_read_timeout);
+        let connection = builder.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |request| serve_request(shared.clone(), request)),
+        );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // Connection-level errors (client went away mid-request,
+            // malformed HTTP) concern one client only and were already
+            // answered by hyper where possible.
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+
+    // Closing the listener makes new connection attempts fail at once
+    // rather than hang in the backlog (once every thread has closed its
+    // handle on it).
+    drop(listener);
+    let in_flight = graceful.count();
+    if in_flight > 0 {
+        tracing::info!(
+            "shutting down; waiting for {in_flight} open connection(s) to finish (signal again to stop now)"
+        );
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = shutdown.forced() => {
+            tracing::warn!("stopping without waiting for in-flight requests");
+        }
+    }
+    shared.handler.state().close();
+    Ok(())
 }
 
 /// A spawned task that is cancelled when this is dropped.

@@ -151,11 +151,16 @@ impl RequestTicket {
 
 /// The `ProxyHandler`'s [`HandlerState`]: creates instances of one
 /// component.
+///
+/// Clones are for the server's threads, one `ProxyHandler` each: they share
+/// the numbering, the `max_instances` slots and the metrics, so limits and
+/// ids hold across threads.
+#[derive(Clone)]
 pub struct Instances {
-    component: LoadedComponent,
+    component: Arc<LoadedComponent>,
     config: Arc<EffectiveConfig>,
     metrics: Arc<Metrics>,
-    next_id: AtomicU64,
+    next_id: Arc<AtomicU64>,
     /// Instances alive or being created, against `max_instances`.
     slots: Arc<AtomicU32>,
     /// Set once the server stopped: instances dropped from then on are
@@ -210,10 +215,10 @@ impl Instances {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            component,
+            component: Arc::new(component),
             config,
             metrics,
-            next_id: AtomicU64::new(1),
+            next_id: Arc::new(AtomicU64::new(1)),
             slots: Arc::new(AtomicU32::new(0)),
             closing: Arc::new(AtomicBool::new(false)),
         }

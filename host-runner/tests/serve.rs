@@ -7,6 +7,7 @@ mod common;
 
 use common::{RunningServer, fan_out, guest_wasm};
 use std::collections::HashSet;
+use std::time::Duration;
 
 fn assert_hello_matrix(guest: &str, flags: &[&str]) {
     let server = RunningServer::start(&guest_wasm(guest), flags);
@@ -146,5 +147,39 @@ fn instances_are_reused_when_allowed_and_never_with_reuse_count_1() {
         instances_for_ten_sequential_requests("hello_p2", &["--max-instance-reuse-count=128"])
             .len()
             < 10
+    );
+}
+
+#[test]
+fn threads_share_instance_numbers_but_not_instances() {
+    // Four threads, one request per instance: 40 requests over 8
+    // concurrent connections spread over the threads, and still every
+    // instance has a number of its own.
+    let server = RunningServer::start(
+        &guest_wasm("hello_p3"),
+        &[
+            "--threads=4",
+            "--max-instance-reuse-count=1",
+            "--debug-headers",
+            "--metrics-addr=127.0.0.1:0",
+        ],
+    );
+    let responses = fan_out(&server, 8, 5, "/");
+    let instances: HashSet<u64> = responses.iter().filter_map(|r| r.instance()).collect();
+    assert_eq!(instances.len(), 40, "one instance, one number, per request");
+    let metrics = server.wait_for_metrics("40 instances retired", Duration::from_secs(30), |m| {
+        m.count("reprise_instances_live") == 0
+    });
+    assert_eq!(metrics.count("reprise_instances_created_total"), 40);
+
+    // One thread: every connection is in reach of the one instance that
+    // sequential requests leave idle.
+    let server = RunningServer::start(&guest_wasm("hello_p3"), &["--threads=1", "--debug-headers"]);
+    let instances: HashSet<u64> = (0..6)
+        .map(|_| server.get("/").instance().expect("--debug-headers"))
+        .collect();
+    assert!(
+        instances.len() < 6,
+        "reused across connections: {instances:?}"
     );
 }
