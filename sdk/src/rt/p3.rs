@@ -57,15 +57,7 @@ fn into_http(request: Request) -> Result<crate::Request, ErrorCode> {
     let authority = request.get_authority();
     let path = request.get_path_with_query();
     let headers = request.get_headers().copy_all();
-    // Dropping `done` (with the body) tells the host the guest has finished
-    // with the request body.
-    let (done, done_reader) = wit_future::new(|| Ok(()));
-    let (stream, trailers) = Request::consume_body(request, done_reader);
-    let body = Body::stream(IncomingBody {
-        stream,
-        trailers: Some(trailers),
-        _done: done,
-    });
+    let body = Body::stream(IncomingBody::Unread(request));
     super::build_request(
         method,
         wasi_scheme.as_ref().map(scheme),
@@ -90,9 +82,12 @@ fn from_http(response: crate::Response, scope: &Scope) -> Result<Response, Error
         Some(reader)
     };
     let (response, _transmitted) = Response::new(fields, contents, trailers);
-    response
-        .set_status_code(parts.status.as_u16())
-        .map_err(|()| internal_error(format!("status {} rejected", parts.status)))?;
+    // A new response is 200 already; most stay so, and skip the call.
+    if parts.status != http::StatusCode::OK {
+        response
+            .set_status_code(parts.status.as_u16())
+            .map_err(|()| internal_error(format!("status {} rejected", parts.status)))?;
+    }
     Ok(response)
 }
 
@@ -121,29 +116,61 @@ async fn send_body(
 }
 
 /// A request body as the host streams it.
-struct IncomingBody {
-    stream: StreamReader<u8>,
-    /// Taken once the stream ends; it says whether the upload completed.
-    trailers: Option<FutureReader<TrailersResult>>,
-    _done: FutureWriter<Result<(), ErrorCode>>,
+enum IncomingBody {
+    /// Not read yet. Opening the body stream costs host calls (and host
+    /// work) that a handler which never reads the body should not pay.
+    Unread(Request),
+    Reading {
+        stream: StreamReader<u8>,
+        /// Says whether the upload completed, once the stream ends.
+        trailers: FutureReader<TrailersResult>,
+        /// Dropped with the body: tells the host the guest is done with it.
+        _done: FutureWriter<Result<(), ErrorCode>>,
+    },
+    /// The end was reported: stay ended.
+    Ended,
 }
 
 const READ_SIZE: usize = 16 * 1024;
 
+impl IncomingBody {
+    /// Reading the body, from its start on the first call.
+    fn open(&mut self) -> &mut Self {
+        if let IncomingBody::Unread(_) = self {
+            let IncomingBody::Unread(request) = std::mem::replace(self, IncomingBody::Ended) else {
+                unreachable!("matched above");
+            };
+            let (done, done_reader) = wit_future::new(|| Ok(()));
+            let (stream, trailers) = Request::consume_body(request, done_reader);
+            *self = IncomingBody::Reading {
+                stream,
+                trailers,
+                _done: done,
+            };
+        }
+        self
+    }
+}
+
 impl Source for IncomingBody {
     fn next_chunk(&mut self) -> NextChunk<'_> {
         Box::pin(async move {
-            // `trailers` is gone once the end was reported: stay ended.
-            self.trailers.as_ref()?;
+            let IncomingBody::Reading { stream, .. } = self.open() else {
+                return None;
+            };
             loop {
-                let (result, bytes) = self.stream.read(Vec::with_capacity(READ_SIZE)).await;
+                let (result, bytes) = stream.read(Vec::with_capacity(READ_SIZE)).await;
                 match result {
                     StreamResult::Complete(_) if bytes.is_empty() => continue,
                     StreamResult::Complete(_) => return Some(Ok(bytes.into())),
                     StreamResult::Dropped | StreamResult::Cancelled => break,
                 }
             }
-            match self.trailers.take()?.await {
+            let IncomingBody::Reading { trailers, .. } = std::mem::replace(self, IncomingBody::Ended)
+            else {
+                unreachable!("reading until now");
+            };
+            match trailers.await {
                 Ok(_) => None,
                 Err(code) => Some(Err(BodyError(format!("request body failed: {code:?}")))),
             }
