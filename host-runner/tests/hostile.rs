@@ -119,7 +119,7 @@ fn assert_nothing_left(server: &RunningServer) {
 #[test]
 fn clients_that_vanish_mid_body_or_mid_head_leak_no_instance() {
     let server = RunningServer::start(
-        &guest_wasm("upload_p3"),
+        &guest_wasm("faults_p3"),
         &[
             "--metrics-addr=127.0.0.1:0",
             "--idle-instance-timeout=200ms",
@@ -129,7 +129,7 @@ fn clients_that_vanish_mid_body_or_mid_head_leak_no_instance() {
     vanish_mid_request(
         &server,
         10,
-        b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\n0123456789",
+        b"POST /?read_body=1 HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\n0123456789",
     );
     // Half a head, then gone: the request never reaches the guest.
     for _ in 0..10 {
@@ -141,7 +141,7 @@ fn clients_that_vanish_mid_body_or_mid_head_leak_no_instance() {
     assert_nothing_left(&server);
     let upload = server
         .connect()
-        .request("POST", "/", &[], b"still here")
+        .request("POST", "/?read_body=1", &[], b"still here")
         .expect("POST");
     assert_eq!(
         (upload.status, upload.text().as_str()),
@@ -169,11 +169,12 @@ fn clients_that_vanish_while_the_guest_works_leak_no_instance() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order_beside_other_clients() {
-    let server = RunningServer::start(&guest_wasm("upload_p3"), &[]);
+    let server = RunningServer::start(&guest_wasm("faults_p3"), &[]);
     let mut pipelined = Vec::new();
     for size in 1..=5 {
         pipelined.extend_from_slice(
-            format!("POST / HTTP/1.1\r\nHost: test\r\nContent-Length: {size}\r\n\r\n").as_bytes(),
+            format!("POST /?read_body=1 HTTP/1.1\r\nHost: test\r\nContent-Length: {size}\r\n\r\n")
+                .as_bytes(),
         );
         pipelined.extend(std::iter::repeat_n(b'x', size));
     }
@@ -183,7 +184,7 @@ fn pipelined_requests_are_answered_in_order_beside_other_clients() {
                 .map(|_| {
                     server
                         .connect()
-                        .request("POST", "/", &[], b"abc")
+                        .request("POST", "/?read_body=1", &[], b"abc")
                         .expect("POST")
                 })
                 .collect::<Vec<_>>()

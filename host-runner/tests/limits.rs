@@ -40,9 +40,10 @@ fn a_guest_growing_past_max_memory_size_fails_alone_and_the_next_request_is_serv
 /// tests stay under 8 KiB, which the server reads in one go: a server that
 /// closes with unread bytes would reset the connection, and the client
 /// could lose the response.)
-fn chunked_post(body_len: usize) -> Vec<u8> {
+fn chunked_post(path: &str, body_len: usize) -> Vec<u8> {
     let mut request =
-        b"POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        format!("POST {path} HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .into_bytes();
     for chunk in vec![b'x'; body_len].chunks(512) {
         request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
         request.extend_from_slice(chunk);
@@ -54,8 +55,19 @@ fn chunked_post(body_len: usize) -> Vec<u8> {
 
 #[test]
 fn a_body_over_max_request_body_size_gets_413_whether_its_length_is_declared_or_streamed() {
+    assert_body_limit("faults_p3", "/?read_body=1");
+}
+
+#[test]
+fn a_p2_guest_reads_bodies_up_to_the_limit_too() {
+    assert_body_limit("faults_p2", "/?read_body=1");
+}
+
+/// POSTs to `path` bodies over and at a 1 KiB limit, with a declared length
+/// and chunked; the guest answers `read N bytes`.
+fn assert_body_limit(guest: &str, path: &str) {
     let server = RunningServer::start(
-        &guest_wasm("upload_p3"),
+        &guest_wasm(guest),
         &["--max-request-body-size=1KiB", "--metrics-addr=127.0.0.1:0"],
     );
     let too_large = "request body too large: the limit is 1KiB\n";
@@ -63,7 +75,7 @@ fn a_body_over_max_request_body_size_gets_413_whether_its_length_is_declared_or_
     // Declared: refused before the guest is involved.
     let declared = server
         .connect()
-        .request("POST", "/", &[], &[b'x'; 2048])
+        .request("POST", path, &[], &[b'x'; 2048])
         .expect("POST with a length");
     assert_eq!(
         (declared.status, declared.text().as_str()),
@@ -73,7 +85,9 @@ fn a_body_over_max_request_body_size_gets_413_whether_its_length_is_declared_or_
 
     // Streamed: the guest reads until the host cuts it off.
     let mut connection = server.connect();
-    connection.send_raw(&chunked_post(2048)).expect("sends");
+    connection
+        .send_raw(&chunked_post(path, 2048))
+        .expect("sends");
     let streamed = connection.read_next_response().expect("an answer");
     assert_eq!(
         (streamed.status, streamed.text().as_str()),
@@ -83,14 +97,16 @@ fn a_body_over_max_request_body_size_gets_413_whether_its_length_is_declared_or_
     // At the limit, both ways get through.
     let at_limit = server
         .connect()
-        .request("POST", "/", &[], &[b'x'; 1024])
+        .request("POST", path, &[], &[b'x'; 1024])
         .expect("POST");
     assert_eq!(
         (at_limit.status, at_limit.text().as_str()),
         (200, "read 1024 bytes\n")
     );
     let mut connection = server.connect();
-    connection.send_raw(&chunked_post(1024)).expect("sends");
+    connection
+        .send_raw(&chunked_post(path, 1024))
+        .expect("sends");
     let streamed = connection.read_next_response().expect("an answer");
     assert_eq!(
         (streamed.status, streamed.text().as_str()),

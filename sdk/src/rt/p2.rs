@@ -74,24 +74,17 @@ pub fn handle<H: Handler, const RETIRES: bool>(
 
 fn into_http(request: IncomingRequest) -> Result<crate::Request, ErrorCode> {
     let method = method(request.method()).map_err(error_code)?;
-    let body = request
-        .consume()
-        .map_err(|()| internal_error("request body already consumed"))?;
-    let stream = body
-        .stream()
-        .map_err(|()| internal_error("request body stream already taken"))?;
-    let body = Body::stream(IncomingBody {
-        stream,
-        _body: body,
-        ended: false,
-    });
+    let scheme = request.scheme();
+    let authority = request.authority();
+    let path = request.path_with_query();
+    let headers = request.headers().entries();
     super::build_request(
         method,
-        request.scheme().as_ref().map(scheme),
-        request.authority(),
-        request.path_with_query(),
-        request.headers().entries(),
-        body,
+        scheme.as_ref().map(self::scheme),
+        authority,
+        path,
+        headers,
+        Body::stream(IncomingBody::Unread(request)),
     )
     .map_err(error_code)
 }
@@ -106,7 +99,10 @@ async fn respond(response: crate::Response, out: ResponseOutparam) {
         }
     };
     let response = OutgoingResponse::new(fields);
-    if response.set_status_code(parts.status.as_u16()).is_err() {
+    // A new response is 200 already; most stay so, and skip the call.
+    if parts.status != http::StatusCode::OK
+        && response.set_status_code(parts.status.as_u16()).is_err()
+    {
         let message = format!("status {} rejected", parts.status);
         return ResponseOutparam::set(out, Err(internal_error(message)));
     }
@@ -116,24 +112,31 @@ async fn respond(response: crate::Response, out: ResponseOutparam) {
     ResponseOutparam::set(out, Ok(response));
 
     let stream = outgoing.write().expect("a new body's stream is taken once");
-    let mut complete = true;
-    while let Some(chunk) = body.chunk().await {
-        let written = match chunk {
-            Ok(bytes) => write_all(&stream, &bytes).await,
-            Err(_) => Err(StreamError::Closed),
-        };
-        if written.is_err() {
-            complete = false;
-            break;
-        }
-    }
-    complete &= flush(&stream).await.is_ok();
+    let complete = match body.as_full() {
+        Some(bytes) if bytes.is_empty() => true,
+        // What the host must accept at once: one call instead of a round of
+        // check-write, write, flush and poll.
+        Some(bytes) if bytes.len() <= SMALL_BODY => stream.blocking_write_and_flush(bytes).is_ok(),
+        _ => write_body(&stream, &mut body).await.is_ok(),
+    };
     drop(stream);
     if complete {
         let _ = OutgoingBody::finish(outgoing, None);
     }
     // Otherwise dropping `outgoing` unfinished tells the host the body is
     // incomplete, so the client does not take a truncated body as whole.
+}
+
+/// Largest body written with one `blocking-write-and-flush`: 4096 bytes,
+/// the most that call takes.
+const SMALL_BODY: usize = 4096;
+
+async fn write_body(stream: &OutputStream, body: &mut Body) -> Result<(), StreamError> {
+    while let Some(chunk) = body.chunk().await {
+        let bytes = chunk.map_err(|_| StreamError::Closed)?;
+        write_all(stream, &bytes).await?;
+    }
+    flush(stream).await
 }
 
 async fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
@@ -159,31 +162,69 @@ async fn flush(stream: &OutputStream) -> Result<(), StreamError> {
 }
 
 /// A request body as the host streams it.
-struct IncomingBody {
-    // Declared before `_body`: a stream must be dropped before its body.
-    stream: InputStream,
-    _body: WasiIncomingBody,
-    ended: bool,
+enum IncomingBody {
+    /// Not read yet. Opening the body costs host calls that a handler
+    /// which never reads it should not pay.
+    Unread(IncomingRequest),
+    Reading {
+        // Declared before `_body`: a stream must be dropped before its body.
+        stream: InputStream,
+        _body: WasiIncomingBody,
+    },
+    Ended,
 }
 
 const READ_SIZE: u64 = 16 * 1024;
 
+impl IncomingBody {
+    /// Reading the body, from its start on the first call.
+    fn open(&mut self) -> Result<&InputStream, BodyError> {
+        if let IncomingBody::Unread(_) = self {
+            let IncomingBody::Unread(request) = std::mem::replace(self, IncomingBody::Ended) else {
+                unreachable!("matched above");
+            };
+            let opened = request
+                .consume()
+                .and_then(|body| Ok((body.stream()?, body)));
+            let (stream, body) =
+                opened.map_err(|()| BodyError("request body already taken".into()))?;
+            *self = IncomingBody::Reading {
+                stream,
+                _body: body,
+            };
+        }
+        match self {
+            IncomingBody::Reading { stream, .. } => Ok(stream),
+            _ => Err(BodyError("request body already ended".into())),
+        }
+    }
+}
+
 impl Source for IncomingBody {
     fn next_chunk(&mut self) -> NextChunk<'_> {
         Box::pin(async move {
-            while !self.ended {
-                match self.stream.read(READ_SIZE) {
-                    Ok(bytes) if bytes.is_empty() => executor::ready(self.stream.subscribe()).await,
+            if matches!(self, IncomingBody::Ended) {
+                return None;
+            }
+            loop {
+                let stream = match self.open() {
+                    Ok(stream) => stream,
+                    Err(error) => return Some(Err(error)),
+                };
+                match stream.read(READ_SIZE) {
+                    Ok(bytes) if bytes.is_empty() => executor::ready(stream.subscribe()).await,
                     Ok(bytes) => return Some(Ok(bytes.into())),
-                    Err(StreamError::Closed) => self.ended = true,
+                    Err(StreamError::Closed) => {
+                        *self = IncomingBody::Ended;
+                        return None;
+                    }
                     Err(StreamError::LastOperationFailed(error)) => {
-                        self.ended = true;
+                        *self = IncomingBody::Ended;
                         let message = error.to_debug_string();
                         return Some(Err(BodyError(format!("request body failed: {message}"))));
                     }
                 }
             }
-            None
         })
     }
 }

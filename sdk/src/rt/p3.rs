@@ -166,7 +166,8 @@ impl Source for IncomingBody {
                     StreamResult::Dropped | StreamResult::Cancelled => break,
                 }
             }
-            let IncomingBody::Reading { trailers, .. } = std::mem::replace(self, IncomingBody::Ended)
+            let IncomingBody::Reading { trailers, .. } =
+                std::mem::replace(self, IncomingBody::Ended)
             else {
                 unreachable!("reading until now");
             };

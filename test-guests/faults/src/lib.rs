@@ -10,6 +10,8 @@
 //! - `retire=1`: retire the instance
 //! - `hold_ms=N`: hold backpressure for N ms
 //! - `body_kib=N`: stream an N KiB body, 16 KiB per chunk
+//! - `read_body=1`: read the whole request body and answer `read N bytes`
+//!   (400 if the upload broke off)
 //! - `trap_in_body=1`: respond with `content-length: 5`, then trap 20 ms
 //!   later, before writing the body
 
@@ -49,6 +51,16 @@ impl Handler for Faults {
         if let Some(ms) = number(&request, "hold_ms") {
             let _quiet = backpressure::hold();
             reprise::sleep(Duration::from_millis(ms)).await;
+        }
+        if query_param(&request, "read_body") == Some("1") {
+            return match request.into_body().bytes().await {
+                Ok(bytes) => Response::new(format!("read {} bytes\n", bytes.len()).into()),
+                Err(error) => {
+                    let mut response = Response::new(format!("{error}\n").into());
+                    *response.status_mut() = reprise::http::StatusCode::BAD_REQUEST;
+                    response
+                }
+            };
         }
         if query_param(&request, "trap_in_body") == Some("1") {
             let (writer, body) = Body::channel();
