@@ -1,8 +1,8 @@
 //! host-runner's own log lines: `tracing` events written to stderr, as text
 //! or one JSON object per line, filtered like `RUST_LOG` (default `info`).
 //!
-//! Events about a request are emitted inside a `request` span carrying
-//! `request_id` and `instance`, so every such line names both. This module
+//! Events about a request carry `request_id` and `instance` as fields, so
+//! every such line names both. This module
 //! only installs the subscriber; it does not decide what is logged, and the
 //! lines scripts parse (`Serving HTTP on …`) are printed plainly by the
 //! binary, outside `tracing`, whatever the format.

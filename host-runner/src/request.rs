@@ -94,6 +94,11 @@ impl InFlight {
         }
     }
 
+    /// The request being counted.
+    pub(crate) fn ticket(&self) -> &RequestTicket {
+        &self.ticket
+    }
+
     /// Records how the request ended; counted at once, so a client that has
     /// its response can already see it in `/metrics`.
     pub(crate) fn answer(&mut self, outcome: Outcome) {

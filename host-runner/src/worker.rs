@@ -129,6 +129,11 @@ impl RequestTicket {
         }
     }
 
+    /// The request's id, as the logs and the guest see it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// The request is over (response sent, or the client went away): guest
     /// output is no longer labelled with it.
     pub fn finished(&self) {
