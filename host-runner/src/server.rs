@@ -203,7 +203,8 @@ impl Server {
     /// Connections are served by `threads` threads of their own, each with
     /// a single-threaded runtime and its own instances, taking connections
     /// from the one listener as they are free to; the caller's runtime only
-    /// serves `/metrics`.
+    /// serves `/metrics`. Dropping the returned future does not stop those
+    /// threads: `shutdown` does.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let Server {
             listener,
