@@ -253,6 +253,9 @@ impl Server {
                 .context("cannot start a thread to serve connections")?;
             threads.push(done);
         }
+        // Each thread holds its own handle; the socket closes when the last
+        // of them stops accepting.
+        drop(listener);
         let mut result = Ok(());
         for done in threads {
             let served = done
