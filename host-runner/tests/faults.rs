@@ -44,18 +44,24 @@ fn a_trap_gets_500_without_guest_internals_and_the_next_request_is_served() {
     );
 }
 
-/// Starts a slow request, asks the server to stop, and checks that the
-/// request still completes and the server exits 0.
+/// Starts a slow request, asks the server to stop, and checks that new
+/// connections are refused at once while the request still completes, and
+/// that the server then exits 0.
 fn assert_graceful_shutdown(extra_flags: &[&str], stop: impl FnOnce(&RunningServer)) {
     let mut server = RunningServer::start(&guest_wasm("sleep_p3"), extra_flags);
     thread::scope(|scope| {
-        let in_flight = scope.spawn(|| server.get("/?ms=500"));
+        let in_flight = scope.spawn(|| server.get("/?ms=1000"));
         thread::sleep(Duration::from_millis(150));
         stop(&server);
+        thread::sleep(Duration::from_millis(200));
+        assert!(
+            TcpStream::connect(server.addr).is_err(),
+            "a stopping server refuses new connections"
+        );
         let response = in_flight.join().unwrap();
         assert_eq!(
             (response.status, response.text()),
-            (200, "slept 500 ms\n".into())
+            (200, "slept 1000 ms\n".into())
         );
     });
     let status = server
