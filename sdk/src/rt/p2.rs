@@ -177,54 +177,47 @@ enum IncomingBody {
 const READ_SIZE: u64 = 16 * 1024;
 
 impl IncomingBody {
-    /// Reading the body, from its start on the first call.
-    fn open(&mut self) -> Result<&InputStream, BodyError> {
-        if let IncomingBody::Unread(_) = self {
-            let IncomingBody::Unread(request) = std::mem::replace(self, IncomingBody::Ended) else {
-                unreachable!("matched above");
-            };
-            let opened = request
-                .consume()
-                .and_then(|body| Ok((body.stream()?, body)));
-            let (stream, body) =
-                opened.map_err(|()| BodyError("request body already taken".into()))?;
-            *self = IncomingBody::Reading {
-                stream,
-                _body: body,
-            };
+    /// Opens the body stream, on the first read.
+    fn open(&mut self) -> Result<(), BodyError> {
+        match std::mem::replace(self, IncomingBody::Ended) {
+            IncomingBody::Unread(request) => {
+                let (stream, body) = request
+                    .consume()
+                    .and_then(|body| Ok((body.stream()?, body)))
+                    .map_err(|()| BodyError("request body already taken".into()))?;
+                *self = IncomingBody::Reading {
+                    stream,
+                    _body: body,
+                };
+            }
+            opened => *self = opened,
         }
-        match self {
-            IncomingBody::Reading { stream, .. } => Ok(stream),
-            _ => Err(BodyError("request body already ended".into())),
-        }
+        Ok(())
     }
 }
 
 impl Source for IncomingBody {
     fn next_chunk(&mut self) -> NextChunk<'_> {
         Box::pin(async move {
-            if matches!(self, IncomingBody::Ended) {
-                return None;
+            if let Err(error) = self.open() {
+                return Some(Err(error));
             }
-            loop {
-                let stream = match self.open() {
-                    Ok(stream) => stream,
-                    Err(error) => return Some(Err(error)),
-                };
+            let IncomingBody::Reading { stream, .. } = self else {
+                return None;
+            };
+            let end = loop {
                 match stream.read(READ_SIZE) {
                     Ok(bytes) if bytes.is_empty() => executor::ready(stream.subscribe()).await,
                     Ok(bytes) => return Some(Ok(bytes.into())),
-                    Err(StreamError::Closed) => {
-                        *self = IncomingBody::Ended;
-                        return None;
-                    }
+                    Err(StreamError::Closed) => break None,
                     Err(StreamError::LastOperationFailed(error)) => {
-                        *self = IncomingBody::Ended;
                         let message = error.to_debug_string();
-                        return Some(Err(BodyError(format!("request body failed: {message}"))));
+                        break Some(Err(BodyError(format!("request body failed: {message}"))));
                     }
                 }
-            }
+            };
+            *self = IncomingBody::Ended;
+            end
         })
     }
 }

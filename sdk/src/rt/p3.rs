@@ -134,28 +134,28 @@ enum IncomingBody {
 const READ_SIZE: usize = 16 * 1024;
 
 impl IncomingBody {
-    /// Reading the body, from its start on the first call.
-    fn open(&mut self) -> &mut Self {
-        if let IncomingBody::Unread(_) = self {
-            let IncomingBody::Unread(request) = std::mem::replace(self, IncomingBody::Ended) else {
-                unreachable!("matched above");
-            };
-            let (done, done_reader) = wit_future::new(|| Ok(()));
-            let (stream, trailers) = Request::consume_body(request, done_reader);
-            *self = IncomingBody::Reading {
-                stream,
-                trailers,
-                _done: done,
-            };
+    /// Opens the body stream, on the first read.
+    fn open(&mut self) {
+        match std::mem::replace(self, IncomingBody::Ended) {
+            IncomingBody::Unread(request) => {
+                let (done, done_reader) = wit_future::new(|| Ok(()));
+                let (stream, trailers) = Request::consume_body(request, done_reader);
+                *self = IncomingBody::Reading {
+                    stream,
+                    trailers,
+                    _done: done,
+                };
+            }
+            opened => *self = opened,
         }
-        self
     }
 }
 
 impl Source for IncomingBody {
     fn next_chunk(&mut self) -> NextChunk<'_> {
         Box::pin(async move {
-            let IncomingBody::Reading { stream, .. } = self.open() else {
+            self.open();
+            let IncomingBody::Reading { stream, .. } = self else {
                 return None;
             };
             loop {
@@ -169,7 +169,7 @@ impl Source for IncomingBody {
             let IncomingBody::Reading { trailers, .. } =
                 std::mem::replace(self, IncomingBody::Ended)
             else {
-                unreachable!("reading until now");
+                return None;
             };
             match trailers.await {
                 Ok(_) => None,
