@@ -344,17 +344,13 @@ fn ceiling(flag: Option<usize>, default: usize, policy: Option<(u64, String)>) -
 /// Parses a duration the way `wasmtime` flags do: a number with an `ns`,
 /// `us` (or `μs`), `ms` or `s` suffix; a bare number means seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
     let invalid = || {
         format!(
-            "invalid duration `{text}`: expected a whole number with an optional unit, e.g. 100us, 250ms or 5s"
+            "invalid duration `{}`: expected a whole number with an optional unit, e.g. 100us, 250ms or 5s",
+            text.trim()
         )
     };
-    let value: u64 = number.parse().map_err(|_| invalid())?;
+    let (value, unit) = number_and_unit(text).ok_or_else(invalid)?;
     match unit {
         "" | "s" => Ok(Duration::from_secs(value)),
         "ms" => Ok(Duration::from_millis(value)),
@@ -362,6 +358,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ns" => Ok(Duration::from_nanos(value)),
         _ => Err(invalid()),
     }
+}
+
+/// The whole number that `text` starts with and the unit after it, as in
+/// `250ms` or `64KiB`; `None` when it does not start with one that fits a
+/// `u64`.
+fn number_and_unit(text: &str) -> Option<(u64, &str)> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    Some((number.parse().ok()?, unit))
 }
 
 /// Displays a duration in the notation [`parse_duration`] reads, using the
@@ -385,17 +393,13 @@ impl fmt::Display for HumanDuration {
 /// Parses a size in bytes: a whole number with an optional binary unit,
 /// `K`/`KiB`, `M`/`MiB` or `G`/`GiB` (powers of 1024), or `B`.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
     let invalid = || {
         format!(
-            "invalid size `{text}`: expected a whole number of bytes with an optional unit, e.g. 4096, 64KiB, 8MiB or 1GiB"
+            "invalid size `{}`: expected a whole number of bytes with an optional unit, e.g. 4096, 64KiB, 8MiB or 1GiB",
+            text.trim()
         )
     };
-    let value: u64 = number.parse().map_err(|_| invalid())?;
+    let (value, unit) = number_and_unit(text).ok_or_else(invalid)?;
     let shift = match unit {
         "" | "B" => 0,
         "K" | "k" | "KiB" => 10,
