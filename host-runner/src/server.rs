@@ -512,20 +512,20 @@ macro_rules! log_request {
     };
 }
 
+/// hyper's service: every request gets a response, failures included.
 async fn serve_request(
     shared: Arc<Shared>,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
 ) -> Result<Response<ServedBody>, Infallible> {
-    let id = shared.request_ids.assign(request.headers_mut());
-    Ok(handle_request(shared, request, id).await)
+    Ok(handle_request(shared, request).await)
 }
 
 async fn handle_request(
     shared: Arc<Shared>,
-    request: Request<Incoming>,
-    id: Arc<str>,
+    mut request: Request<Incoming>,
 ) -> Response<ServedBody> {
     let config = &shared.config;
+    let id = shared.request_ids.assign(request.headers_mut());
     let ticket = Arc::new(RequestTicket::new(id));
     // Counted from here until the response body is sent, or until the
     // client goes away and hyper drops this future.

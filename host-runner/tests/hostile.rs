@@ -110,6 +110,18 @@ fn vanish_mid_request(server: &RunningServer, clients: u64, request: &[u8]) {
     drop(connections);
 }
 
+/// `faults_p3` with metrics, and instances dropped soon after they go idle,
+/// so that a leak shows as one still live.
+fn start_watching_for_leaks() -> RunningServer {
+    RunningServer::start(
+        &guest_wasm("faults_p3"),
+        &[
+            "--metrics-addr=127.0.0.1:0",
+            "--idle-instance-timeout=200ms",
+        ],
+    )
+}
+
 fn assert_nothing_left(server: &RunningServer) {
     server.wait_for_metrics("no instance and no request left", WAIT, |m| {
         m.count("reprise_instances_live") == 0 && m.count("reprise_requests_in_flight") == 0
@@ -118,13 +130,7 @@ fn assert_nothing_left(server: &RunningServer) {
 
 #[test]
 fn clients_that_vanish_mid_body_or_mid_head_leak_no_instance() {
-    let server = RunningServer::start(
-        &guest_wasm("faults_p3"),
-        &[
-            "--metrics-addr=127.0.0.1:0",
-            "--idle-instance-timeout=200ms",
-        ],
-    );
+    let server = start_watching_for_leaks();
     // 10 of the 100,000 bytes announced, then gone: the guest is reading.
     vanish_mid_request(
         &server,
@@ -151,13 +157,7 @@ fn clients_that_vanish_mid_body_or_mid_head_leak_no_instance() {
 
 #[test]
 fn clients_that_vanish_while_the_guest_works_leak_no_instance() {
-    let server = RunningServer::start(
-        &guest_wasm("faults_p3"),
-        &[
-            "--metrics-addr=127.0.0.1:0",
-            "--idle-instance-timeout=200ms",
-        ],
-    );
+    let server = start_watching_for_leaks();
     vanish_mid_request(
         &server,
         10,
