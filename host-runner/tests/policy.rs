@@ -82,16 +82,9 @@ fn never_caps_reuse_at_one_whatever_the_flag_says_and_start_up_says_why() {
         line.contains("max-instance-reuse-count 1 (guest policy: never; flag said 128)"),
         "{line}"
     );
-    let mut connection = server.connect();
-    for _ in 0..3 {
-        assert_eq!(connection.get("/").expect("GET /").status, 200);
-    }
+    let metrics = three_requests_on_three_instances(&server);
     // The host retired each instance at its own reuse limit, before the
     // guest's backpressure had to.
-    let metrics = server.wait_for_metrics("3 retired instances", Duration::from_secs(30), |m| {
-        m.count("reprise_instances_live") == 0
-    });
-    assert_eq!(metrics.count("reprise_instances_created_total"), 3);
     assert_eq!(
         metrics.count("reprise_instances_retired_total{reason=\"reuse_limit\"}"),
         3
@@ -118,14 +111,7 @@ fn ignoring_the_policy_leaves_it_to_the_guest_own_backpressure() {
             && line.contains("max-instance-reuse-count 128 (flag)"),
         "{line}"
     );
-    let mut connection = server.connect();
-    for _ in 0..3 {
-        assert_eq!(connection.get("/").expect("GET /").status, 200);
-    }
-    let metrics = server.wait_for_metrics("3 retired instances", Duration::from_secs(30), |m| {
-        m.count("reprise_instances_live") == 0
-    });
-    assert_eq!(metrics.count("reprise_instances_created_total"), 3);
+    let metrics = three_requests_on_three_instances(&server);
     assert_eq!(
         metrics.count("reprise_instances_retired_total{reason=\"guest\"}"),
         3
@@ -204,4 +190,18 @@ fn an_unknown_policy_schema_version_stops_start_up() {
     let (path, outcome) =
         serve_with_policy_section("future-policy.wasm", r#"{"version":2,"reuse":"never"}"#);
     assert_refused(&outcome, &path, "schema version 2 is unknown");
+}
+
+/// Sends three requests on one connection to a single-use component, waits
+/// until every instance is gone, and checks that each request had its own.
+fn three_requests_on_three_instances(server: &RunningServer) -> common::Metrics {
+    let mut connection = server.connect();
+    for _ in 0..3 {
+        assert_eq!(connection.get("/").expect("GET /").status, 200);
+    }
+    let metrics = server.wait_for_metrics("3 retired instances", Duration::from_secs(30), |m| {
+        m.count("reprise_instances_live") == 0
+    });
+    assert_eq!(metrics.count("reprise_instances_created_total"), 3);
+    metrics
 }
