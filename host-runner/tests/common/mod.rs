@@ -664,6 +664,24 @@ fn cut_off(status: u16, error: io::Error) -> io::Error {
     )
 }
 
+/// Raw bytes of one response as they came off the connection: the head (as
+/// text, up to and without the blank line) and whatever followed it.
+pub fn split_head(raw: &[u8]) -> (String, &[u8]) {
+    let end = raw
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "no complete head in {:?}",
+                String::from_utf8_lossy(&raw[..raw.len().min(200)])
+            )
+        });
+    (
+        String::from_utf8_lossy(&raw[..end]).into_owned(),
+        &raw[end + 4..],
+    )
+}
+
 /// How [`HttpConnection`]'s errors start when the body was cut off.
 pub const CUT_OFF: &str = "cut off after its head";
 
