@@ -83,7 +83,8 @@ impl CheckedBody {
         // so it is checked first. It may also have died just after the
         // guest finished the body, before its end was read here: that body
         // is failed too, a cost paid only when a trap or a timeout follows a
-        // response that closely. The other way round, a truncated body
+        // response that closely (the next request on a serial instance
+        // trapping, say): `wasmtime-wasi-http` ends both bodies alike. The other way round, a truncated body
         // taken for a whole one, is what this module exists to prevent.
         if let Some(instance) = self.ticket.instance() {
             if instance.timed_out() {
