@@ -26,7 +26,8 @@ pub type Response = http::Response<Body>;
 /// flush anything. Under reuse many requests borrow it, on
 /// WASIp3 several at once, so `&self` is all a request gets: state that
 /// requests share must sit behind a `Cell`, `RefCell` or similar, where a
-/// reader sees it is shared. Per-request state belongs in
+/// reader sees it is shared (a [`Mutex`](crate::Mutex) if a request keeps it
+/// across an `.await`). Per-request state belongs in
 /// [`request_local!`](crate::request_local) values or local variables.
 ///
 /// ```
