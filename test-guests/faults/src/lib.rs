@@ -34,10 +34,10 @@ fn number(request: &Request, name: &str) -> Option<u64> {
 
 impl Handler for Faults {
     async fn handle(&self, request: Request) -> impl IntoResponse {
-        if query_param(&request, "trap") == Some("1") {
+        if query_param(&request, "trap").as_deref() == Some("1") {
             panic!("trap requested");
         }
-        if query_param(&request, "busy_ms") == Some("forever") {
+        if query_param(&request, "busy_ms").as_deref() == Some("forever") {
             #[allow(clippy::empty_loop)]
             loop {}
         }
@@ -51,14 +51,14 @@ impl Handler for Faults {
         if let Some(kib) = number(&request, "leak_kib") {
             Vec::leak(vec![1u8; kib as usize * 1024]);
         }
-        if query_param(&request, "retire") == Some("1") {
+        if query_param(&request, "retire").as_deref() == Some("1") {
             reprise::retire();
         }
         if let Some(ms) = number(&request, "hold_ms") {
             let _quiet = backpressure::hold();
             reprise::sleep(Duration::from_millis(ms)).await;
         }
-        if query_param(&request, "read_body") == Some("1") {
+        if query_param(&request, "read_body").as_deref() == Some("1") {
             return match request.into_body().bytes().await {
                 Ok(bytes) => Response::new(format!("read {} bytes\n", bytes.len()).into()),
                 Err(error) => {
@@ -68,7 +68,7 @@ impl Handler for Faults {
                 }
             };
         }
-        if query_param(&request, "trap_in_body") == Some("1") {
+        if query_param(&request, "trap_in_body").as_deref() == Some("1") {
             let (writer, body) = Body::channel();
             reprise::spawn(async move {
                 let _open = writer;
