@@ -54,6 +54,33 @@ pub trait Handler: Default + 'static {
     /// values, [`RequestContext::current`](crate::RequestContext::current) and
     /// [`spawn`](crate::spawn) all refer to this request.
     fn handle(&self, request: Request) -> impl Future<Output = impl IntoResponse>;
+
+    /// How long `request` may take, from its arrival; `None` (the default)
+    /// sets no limit. Called once per request, before
+    /// [`handle`](Handler::handle), so the limit may depend on the route.
+    ///
+    /// Past the deadline reprise drops the handler's future and the tasks
+    /// the request spawned, which cancels their outgoing calls, and answers
+    /// `504` with a one-line body that starts with `deadline` (if the
+    /// response has already started, its body ends with an error instead,
+    /// so the client sees it cut off). The instance stays healthy and the
+    /// requests beside it are untouched. Code that never awaits cannot be
+    /// stopped this way; the host's request timeout is the backstop.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # use reprise::{Handler, IntoResponse, Request};
+    /// # #[derive(Default)] struct App;
+    /// impl Handler for App {
+    ///     fn deadline(&self, _request: &Request) -> Option<Duration> {
+    ///         Some(Duration::from_secs(2))
+    ///     }
+    ///     # async fn handle(&self, _: Request) -> impl IntoResponse { "" }
+    /// }
+    /// ```
+    fn deadline(&self, _request: &Request) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The raw value of query parameter `name` in the request's URI, if present.

@@ -38,11 +38,17 @@
 //! (`default-features = false, features = ["p2"]`) to keep its bindings out
 //! of the build.
 //!
-//! What reprise deliberately does not do: routing, JSON, outgoing HTTP. It is
-//! the layer between the host's export and your code; use any router on top.
+//! Handlers call other services with [`client::send`], bounded by
+//! [`timeout`] and by the request's [deadline](Handler::deadline); a call
+//! belongs to its request and is cancelled with it.
+//!
+//! What reprise deliberately does not do: routing, JSON, connection pools or
+//! retries. It is the layer between the host and your code; use any router
+//! on top.
 #![deny(missing_docs)]
 
 mod body;
+mod deadline;
 mod export;
 mod handler;
 mod instance;
@@ -51,9 +57,11 @@ mod rt;
 mod scope;
 
 pub mod backpressure;
+pub mod client;
 
 pub use body::{Body, BodyError, BodyWriter};
 pub use bytes;
+pub use deadline::{Elapsed, timeout};
 pub use handler::{Handler, IntoResponse, Request, Response, query_param};
 pub use http;
 pub use instance::{InstanceStats, instance_stats, retire};

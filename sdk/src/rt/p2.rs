@@ -5,23 +5,25 @@
 //! same async handler inside it on a single-threaded executor that sleeps in
 //! `wasi:io/poll.poll` until a pollable (a timer, a stream) is ready. The call
 //! returns once the handler, the body and every task the request spawned are
-//! done, so post-response work still finishes inside the request.
+//! done, so post-response work still finishes inside the request. Outgoing
+//! calls go through `wasi:http/outgoing-handler`; dropping one drops its
+//! `future-incoming-response`, and the host closes the connection.
 
 use super::{Runtime, world_conversions};
 use crate::body::{BodyError, NextChunk, Source};
 use crate::scope::Scope;
-use crate::{Body, Handler, IntoResponse, ReusePolicy};
+use crate::{Body, Handler, ReusePolicy};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 use wasip2::http::types::{
-    Fields, IncomingBody as WasiIncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse,
-    ResponseOutparam,
+    Fields, IncomingBody as WasiIncomingBody, IncomingRequest, OutgoingBody, OutgoingRequest,
+    OutgoingResponse, ResponseOutparam,
 };
 use wasip2::io::poll::Pollable;
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
-world_conversions!(wasip2::http::types);
+world_conversions!(wasip2::http::types, OutgoingRequest);
 
 /// The p2 runtime. `RETIRES` says whether the exported policy can retire an
 /// instance (never, request or memory limits).
@@ -41,6 +43,13 @@ impl<const RETIRES: bool> Runtime for P2<RETIRES> {
 
     fn spawn(&self, task: super::LocalFuture) {
         executor::spawn(task);
+    }
+
+    fn send(
+        &self,
+        request: crate::Request,
+    ) -> super::LocalFuture<Result<crate::Response, crate::client::Error>> {
+        Box::pin(send(request))
     }
 
     fn policy_backpressure(&self, raise: bool) {
@@ -64,10 +73,12 @@ pub fn handle<H: Handler, const RETIRES: bool>(
             Ok(request) => request,
             Err(code) => return ResponseOutparam::set(out, Err(code)),
         };
-        let scope = Scope::open(policy, super::request_id_header(request.headers()));
-        let response = scope
-            .enter(async move { handler.handle(request).await.into_response() })
-            .await;
+        let scope = Scope::open(
+            policy,
+            super::request_id_header(request.headers()),
+            handler.deadline(&request),
+        );
+        let response = scope.respond(handler, request).await;
         scope.enter(respond(response, out)).await;
     });
 }
@@ -84,14 +95,14 @@ fn into_http(request: IncomingRequest) -> Result<crate::Request, ErrorCode> {
         authority,
         path,
         headers,
-        Body::stream(IncomingBody::Unread(request)),
+        Body::stream(IncomingBody::unread(move || request.consume())),
     )
     .map_err(error_code)
 }
 
 async fn respond(response: crate::Response, out: ResponseOutparam) {
-    let (parts, mut body) = response.into_parts();
-    let fields = match Fields::from_list(&super::response_fields(&parts.headers, &body)) {
+    let (parts, body) = response.into_parts();
+    let fields = match Fields::from_list(&super::fields(&parts.headers, &body)) {
         Ok(fields) => fields,
         Err(e) => {
             let message = format!("response header rejected: {e:?}");
@@ -110,21 +121,62 @@ async fn respond(response: crate::Response, out: ResponseOutparam) {
         .body()
         .expect("a new response's body is taken once");
     ResponseOutparam::set(out, Ok(response));
+    stream_out(outgoing, body).await;
+}
 
+/// Writes `body` into a WASI outgoing body (a response's or an outgoing
+/// request's) and finishes it. A streamed body is held to the current
+/// request's deadline; a whole one is not, as it needs no more work from
+/// the app (and the SDK's own 504 is written after the deadline).
+async fn stream_out(outgoing: OutgoingBody, mut body: Body) {
     let stream = outgoing.write().expect("a new body's stream is taken once");
     let complete = match body.as_full() {
         Some(bytes) if bytes.is_empty() => true,
         // What the host must accept at once: one call instead of a round of
         // check-write, write, flush and poll.
         Some(bytes) if bytes.len() <= SMALL_BODY => stream.blocking_write_and_flush(bytes).is_ok(),
-        _ => write_body(&stream, &mut body).await.is_ok(),
+        Some(_) => write_body(&stream, &mut body).await.is_ok(),
+        None => {
+            let deadline = Scope::current().and_then(|scope| scope.deadline());
+            let written = crate::deadline::within(deadline, write_body(&stream, &mut body)).await;
+            matches!(written, Ok(Ok(())))
+        }
     };
     drop(stream);
     if complete {
         let _ = OutgoingBody::finish(outgoing, None);
     }
     // Otherwise dropping `outgoing` unfinished tells the host the body is
-    // incomplete, so the client does not take a truncated body as whole.
+    // incomplete, so the other side does not take a truncated body as whole.
+}
+
+/// Sends an outgoing request with `wasi:http/outgoing-handler`.
+async fn send(request: crate::Request) -> Result<crate::Response, crate::client::Error> {
+    let (parts, body) = request.into_parts();
+    let target = super::Target::of(&parts.uri);
+    let fields = Fields::from_list(&super::fields(&parts.headers, &body))
+        .map_err(|_| super::invalid_request("headers", &target))?;
+    let request = OutgoingRequest::new(fields);
+    address(&request, &parts.method, &target)?;
+    let outgoing = request.body().expect("a new request's body is taken once");
+    let pending = wasip2::http::outgoing_handler::handle(request, options(&parts))
+        .map_err(|code| client_error(code, &target.authority))?;
+    // The body goes out while the response is awaited: a backend may answer
+    // only once it has read the whole upload.
+    super::spawn_scoped(stream_out(outgoing, body));
+    let response = loop {
+        if let Some(response) = pending.get() {
+            break response;
+        }
+        executor::ready(pending.subscribe()).await;
+    };
+    let response = response
+        .expect("a future-incoming-response is read once")
+        .map_err(|code| client_error(code, &target.authority))?;
+    let status = response.status();
+    let headers = response.headers().entries();
+    let body = Body::stream(IncomingBody::unread(move || response.consume()));
+    super::build_response(status, headers, body, &target.authority)
 }
 
 /// Largest body written with one `blocking-write-and-flush`: 4096 bytes,
@@ -161,11 +213,13 @@ async fn flush(stream: &OutputStream) -> Result<(), StreamError> {
     stream.check_write().map(drop)
 }
 
-/// A request body as the host streams it.
+/// An incoming request's body or an outgoing call's response body, as the
+/// host streams it.
 enum IncomingBody {
     /// Not read yet. Opening the body costs host calls that a handler
-    /// which never reads it should not pay.
-    Unread(IncomingRequest),
+    /// which never reads it should not pay. Holds `consume` of the request
+    /// or response.
+    Unread(Box<dyn FnOnce() -> Result<WasiIncomingBody, ()>>),
     Reading {
         // Declared before `_body`: a stream must be dropped before its body.
         stream: InputStream,
@@ -177,14 +231,17 @@ enum IncomingBody {
 const READ_SIZE: u64 = 16 * 1024;
 
 impl IncomingBody {
+    fn unread(consume: impl FnOnce() -> Result<WasiIncomingBody, ()> + 'static) -> Self {
+        IncomingBody::Unread(Box::new(consume))
+    }
+
     /// Opens the body stream, on the first read.
     fn open(&mut self) -> Result<(), BodyError> {
         match std::mem::replace(self, IncomingBody::Ended) {
-            IncomingBody::Unread(request) => {
-                let (stream, body) = request
-                    .consume()
+            IncomingBody::Unread(consume) => {
+                let (stream, body) = consume()
                     .and_then(|body| Ok((body.stream()?, body)))
-                    .map_err(|()| BodyError("request body already taken".into()))?;
+                    .map_err(|()| BodyError("body already taken".into()))?;
                 *self = IncomingBody::Reading {
                     stream,
                     _body: body,
@@ -212,7 +269,7 @@ impl Source for IncomingBody {
                     Err(StreamError::Closed) => break None,
                     Err(StreamError::LastOperationFailed(error)) => {
                         let message = error.to_debug_string();
-                        break Some(Err(BodyError(format!("request body failed: {message}"))));
+                        break Some(Err(BodyError(format!("body failed: {message}"))));
                     }
                 }
             };

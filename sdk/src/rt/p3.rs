@@ -3,19 +3,21 @@
 //! Each request is a component-model task; requests on one instance
 //! interleave at every `.await`, which is why the scope travels with futures.
 //! The response goes back as soon as the handler returns it, and its body is
-//! written by a task that stays in the request's scope.
+//! written by a task that stays in the request's scope. Outgoing calls go
+//! through `wasi:http/client@0.3.0`; dropping one cancels its subtask, and
+//! the host closes the connection.
 
 use super::{Runtime, world_conversions};
 use crate::body::{BodyError, NextChunk, Source};
 use crate::scope::Scope;
-use crate::{Body, Handler, IntoResponse, ReusePolicy};
+use crate::{Body, Handler, ReusePolicy};
 use bytes::Bytes;
 use std::time::Duration;
 use wasip3::http::types::{Fields, Request, Response, Trailers};
 use wasip3::wit_bindgen::{FutureReader, FutureWriter, StreamReader, StreamResult, StreamWriter};
 use wasip3::{wit_future, wit_stream};
 
-world_conversions!(wasip3::http::types);
+world_conversions!(wasip3::http::types, Request);
 
 struct P3;
 
@@ -28,6 +30,13 @@ impl Runtime for P3 {
 
     fn spawn(&self, task: super::LocalFuture) {
         wasip3::spawn_local(task);
+    }
+
+    fn send(
+        &self,
+        request: crate::Request,
+    ) -> super::LocalFuture<Result<crate::Response, crate::client::Error>> {
+        Box::pin(send(request))
     }
 
     fn policy_backpressure(&self, raise: bool) {
@@ -44,10 +53,12 @@ pub async fn handle<H: Handler>(
     super::install(&P3);
     let handler = crate::instance::handler::<H>();
     let request = into_http(request)?;
-    let scope = Scope::open(policy, super::request_id_header(request.headers()));
-    let response = scope
-        .enter(async move { handler.handle(request).await.into_response() })
-        .await;
+    let scope = Scope::open(
+        policy,
+        super::request_id_header(request.headers()),
+        handler.deadline(&request),
+    );
+    let response = scope.respond(handler, request).await;
     from_http(response, &scope)
 }
 
@@ -57,7 +68,9 @@ fn into_http(request: Request) -> Result<crate::Request, ErrorCode> {
     let authority = request.get_authority();
     let path = request.get_path_with_query();
     let headers = request.get_headers().copy_all();
-    let body = Body::stream(IncomingBody::Unread(request));
+    let body = Body::stream(IncomingBody::unread(|done| {
+        Request::consume_body(request, done)
+    }));
     super::build_request(
         method,
         wasi_scheme.as_ref().map(scheme),
@@ -71,16 +84,9 @@ fn into_http(request: Request) -> Result<crate::Request, ErrorCode> {
 
 fn from_http(response: crate::Response, scope: &Scope) -> Result<Response, ErrorCode> {
     let (parts, body) = response.into_parts();
-    let fields = Fields::from_list(&super::response_fields(&parts.headers, &body))
+    let fields = Fields::from_list(&super::fields(&parts.headers, &body))
         .map_err(|e| internal_error(format!("response header rejected: {e:?}")))?;
-    let (trailers_writer, trailers) = wit_future::new(|| Ok(None));
-    let contents = if body.as_full().is_some_and(Bytes::is_empty) {
-        None
-    } else {
-        let (writer, reader) = wit_stream::new();
-        wasip3::spawn_local(scope.enter(send_body(body, writer, trailers_writer)));
-        Some(reader)
-    };
+    let (contents, trailers) = stream_out(body, Some(scope));
     let (response, _transmitted) = Response::new(fields, contents, trailers);
     // A new response is 200 already; most stay so, and skip the call.
     if parts.status != http::StatusCode::OK {
@@ -93,33 +99,89 @@ fn from_http(response: crate::Response, scope: &Scope) -> Result<Response, Error
 
 type TrailersResult = Result<Option<Trailers>, ErrorCode>;
 
+/// A body as the stream and trailers WASI takes, written by a task in
+/// `scope` (the request's, so the deadline bounds it too).
+fn stream_out(
+    body: Body,
+    scope: Option<&Scope>,
+) -> (Option<StreamReader<u8>>, FutureReader<TrailersResult>) {
+    let (trailers_writer, trailers) = wit_future::new(|| Ok(None));
+    if body.as_full().is_some_and(Bytes::is_empty) {
+        return (None, trailers);
+    }
+    let (writer, reader) = wit_stream::new();
+    // The deadline bounds the app's work. A whole body needs none (and the
+    // SDK's own 504 is written after the deadline).
+    let deadline = scope
+        .and_then(Scope::deadline)
+        .filter(|_| body.as_full().is_none());
+    let task = send_body(body, writer, trailers_writer, deadline);
+    match scope {
+        Some(scope) => wasip3::spawn_local(scope.enter(task)),
+        None => wasip3::spawn_local(task),
+    }
+    (Some(reader), trailers)
+}
+
 async fn send_body(
     mut body: Body,
     mut writer: StreamWriter<u8>,
     trailers: FutureWriter<TrailersResult>,
+    deadline: Option<std::time::Instant>,
 ) {
-    while let Some(chunk) = body.chunk().await {
-        match chunk {
-            Ok(bytes) => {
-                if !writer.write_all(bytes.into()).await.is_empty() {
-                    return; // the host stopped reading: the client is gone
-                }
-            }
-            Err(error) => {
-                drop(writer);
-                let _ = trailers.write(Err(internal_error(error))).await;
-                return;
+    let copy = async {
+        while let Some(chunk) = body.chunk().await {
+            if !writer.write_all(chunk?.into()).await.is_empty() {
+                break; // the host stopped reading: the client is gone
             }
         }
-    }
-    // Dropping the writers ends the body with the default: no trailers.
+        Ok::<_, BodyError>(())
+    };
+    let error = match crate::deadline::within(deadline, copy).await {
+        Ok(Ok(())) => return, // dropping the writers ends the body: no trailers
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "deadline passed while the body was being written".to_owned(),
+    };
+    // An error in place of the trailers tells the host the body is cut off,
+    // so the other side never takes it for complete.
+    drop(writer);
+    let _ = trailers.write(Err(internal_error(error))).await;
 }
 
-/// A request body as the host streams it.
+/// Sends an outgoing request with `wasi:http/client`.
+async fn send(request: crate::Request) -> Result<crate::Response, crate::client::Error> {
+    let (parts, body) = request.into_parts();
+    let target = super::Target::of(&parts.uri);
+    let fields = Fields::from_list(&super::fields(&parts.headers, &body))
+        .map_err(|_| super::invalid_request("headers", &target))?;
+    let (contents, trailers) = stream_out(body, Scope::current().as_ref());
+    let (request, _transmitted) = Request::new(fields, contents, trailers, options(&parts));
+    address(&request, &parts.method, &target)?;
+    let response = wasip3::http::client::send(request)
+        .await
+        .map_err(|code| client_error(code, &target.authority))?;
+    let status = response.get_status_code();
+    let headers = response.get_headers().copy_all();
+    let body = Body::stream(IncomingBody::unread(|done| {
+        Response::consume_body(response, done)
+    }));
+    super::build_response(status, headers, body, &target.authority)
+}
+
+/// Opens a message's body: `Request::consume_body` or
+/// `Response::consume_body`, given the future that reports the guest done.
+type Consume = Box<
+    dyn FnOnce(
+        FutureReader<Result<(), ErrorCode>>,
+    ) -> (StreamReader<u8>, FutureReader<TrailersResult>),
+>;
+
+/// An incoming request's body or an outgoing call's response body, as the
+/// host streams it.
 enum IncomingBody {
     /// Not read yet. Opening the body stream costs host calls (and host
     /// work) that a handler which never reads the body should not pay.
-    Unread(Request),
+    Unread(Consume),
     Reading {
         stream: StreamReader<u8>,
         /// Says whether the upload completed, once the stream ends.
@@ -134,12 +196,21 @@ enum IncomingBody {
 const READ_SIZE: usize = 16 * 1024;
 
 impl IncomingBody {
+    fn unread(
+        consume: impl FnOnce(
+            FutureReader<Result<(), ErrorCode>>,
+        ) -> (StreamReader<u8>, FutureReader<TrailersResult>)
+        + 'static,
+    ) -> Self {
+        IncomingBody::Unread(Box::new(consume))
+    }
+
     /// Opens the body stream, on the first read.
     fn open(&mut self) {
         match std::mem::replace(self, IncomingBody::Ended) {
-            IncomingBody::Unread(request) => {
+            IncomingBody::Unread(consume) => {
                 let (done, done_reader) = wit_future::new(|| Ok(()));
-                let (stream, trailers) = Request::consume_body(request, done_reader);
+                let (stream, trailers) = consume(done_reader);
                 *self = IncomingBody::Reading {
                     stream,
                     trailers,
@@ -173,7 +244,7 @@ impl Source for IncomingBody {
             };
             match trailers.await {
                 Ok(_) => None,
-                Err(code) => Some(Err(BodyError(format!("request body failed: {code:?}")))),
+                Err(code) => Some(Err(BodyError(format!("body failed: {code:?}")))),
             }
         })
     }
