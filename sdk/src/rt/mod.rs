@@ -65,15 +65,6 @@ pub(crate) fn send(request: crate::Request) -> LocalFuture<Result<crate::Respons
     runtime().send(request)
 }
 
-/// Runs `task` beside the current one, in the current request's scope when
-/// there is one (the scope then lasts until the task ends).
-fn spawn_scoped(task: impl Future<Output = ()> + 'static) {
-    match crate::scope::Scope::current() {
-        Some(scope) => spawn(Box::pin(scope.enter(task))),
-        None => spawn(Box::pin(task)),
-    }
-}
-
 pub(crate) fn policy_backpressure(raise: bool) {
     runtime().policy_backpressure(raise)
 }

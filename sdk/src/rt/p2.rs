@@ -163,7 +163,7 @@ async fn send(request: crate::Request) -> Result<crate::Response, crate::client:
         .map_err(|code| client_error(code, &target.authority))?;
     // The body goes out while the response is awaited: a backend may answer
     // only once it has read the whole upload.
-    super::spawn_scoped(stream_out(outgoing, body));
+    spawn_scoped(stream_out(outgoing, body));
     let response = loop {
         if let Some(response) = pending.get() {
             break response;
@@ -177,6 +177,15 @@ async fn send(request: crate::Request) -> Result<crate::Response, crate::client:
     let headers = response.headers().entries();
     let body = Body::stream(IncomingBody::unread(move || response.consume()));
     super::build_response(status, headers, body, &target.authority)
+}
+
+/// Runs `task` beside the current one, in the current request's scope when
+/// there is one (the scope then lasts until the task ends).
+fn spawn_scoped(task: impl Future<Output = ()> + 'static) {
+    match Scope::current() {
+        Some(scope) => executor::spawn(Box::pin(scope.enter(task))),
+        None => executor::spawn(Box::pin(task)),
+    }
 }
 
 /// Largest body written with one `blocking-write-and-flush`: 4096 bytes,
