@@ -345,3 +345,34 @@ macro_rules! world_conversions {
     };
 }
 use world_conversions;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_headers_stay_behind_and_a_whole_body_gets_its_length() {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("host", "127.0.0.1:8080"),
+            ("x-kept", "yes"),
+        ] {
+            headers.insert(name, http::HeaderValue::from_static(value));
+        }
+        let names: Vec<_> = fields(&headers, &crate::Body::from("hello"))
+            .into_iter()
+            .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(&value)))
+            .collect();
+        assert_eq!(names, ["x-kept: yes", "content-length: 5"]);
+    }
+
+    #[test]
+    fn a_call_target_defaults_to_http_and_the_root_path() {
+        let target = Target::of(&"http://127.0.0.1:8081".parse().unwrap());
+        assert_eq!(target.scheme, http::uri::Scheme::HTTP);
+        assert_eq!(target.authority, "127.0.0.1:8081");
+        assert_eq!(target.path_with_query, "/");
+    }
+}
