@@ -281,7 +281,7 @@ impl<T: 'static> RequestLocal<T> {
         // The static's address is its identity: unique, and stable for the
         // whole instance.
         let key = self as *const Self as usize;
-        let scope = with_current(|scope| scope.cloned())?;
+        let scope = Scope::current()?;
         let existing = scope
             .0
             .locals
