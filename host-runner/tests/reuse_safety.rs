@@ -49,10 +49,43 @@ fn instance(response: &HttpResponse) -> u64 {
 #[test]
 fn request_scoped_values_never_leak_between_50_interleaved_requests() {
     let server = serve("counter_p3");
-    let responses: Vec<(String, HttpResponse)> = thread::scope(|scope| {
+    // Whether a burst interleaves on one instance depends on timing: the
+    // host starts an instance per request that finds none free, and on a
+    // loaded machine instances start slowly. Later bursts find the earlier
+    // bursts' instances up; every response of every burst must be isolated.
+    let mut most_at_once = 0;
+    for _burst in 0..3 {
+        let responses = burst_of_50(&server);
+        for (id, response) in &responses {
+            assert_eq!(response.status, 200);
+            let first_line = response
+                .text()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            assert_eq!(first_line, format!("request {id} fresh=true seen={id}"));
+        }
+        most_at_once = responses
+            .iter()
+            .map(|(_, r)| number(r, "most_in_flight"))
+            .max()
+            .unwrap();
+        if most_at_once > 1 {
+            break;
+        }
+    }
+    assert!(
+        most_at_once > 1,
+        "requests must really have interleaved on one instance to prove isolation"
+    );
+}
+
+/// 50 concurrent `GET /`, each with its own `x-request-id`.
+fn burst_of_50(server: &RunningServer) -> Vec<(String, HttpResponse)> {
+    thread::scope(|scope| {
         let clients: Vec<_> = (0..50)
             .map(|n| {
-                let server = &server;
                 scope.spawn(move || {
                     let id = format!("client-{n}");
                     let response = server
@@ -64,26 +97,7 @@ fn request_scoped_values_never_leak_between_50_interleaved_requests() {
             })
             .collect();
         clients.into_iter().map(|c| c.join().unwrap()).collect()
-    });
-    for (id, response) in &responses {
-        assert_eq!(response.status, 200);
-        let first_line = response
-            .text()
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        assert_eq!(first_line, format!("request {id} fresh=true seen={id}"));
-    }
-    let most_at_once = responses
-        .iter()
-        .map(|(_, r)| number(r, "most_in_flight"))
-        .max()
-        .unwrap();
-    assert!(
-        most_at_once > 1,
-        "requests must really have interleaved on one instance to prove isolation"
-    );
+    })
 }
 
 #[test]
