@@ -17,6 +17,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 /// ```
 #[derive(Clone, Debug)]
 pub struct RequestContext {
-    id: Rc<str>,
+    id: Arc<str>,
     started: Instant,
     deadline: Option<Instant>,
 }
@@ -132,13 +133,12 @@ impl Scope {
     /// Runs the handler for `request` in this scope, within the request's
     /// deadline: past it the handler's future is dropped (cancelling what it
     /// awaits) and the answer is `504`.
-    pub(crate) async fn respond<H: crate::Handler>(
+    pub(crate) async fn respond<H: crate::handler::Serve>(
         &self,
         handler: &'static H,
         request: crate::Request,
     ) -> crate::Response {
-        use crate::IntoResponse;
-        let answer = self.enter(async move { handler.handle(request).await.into_response() });
+        let answer = self.enter(handler.serve(request));
         match crate::deadline::within(self.deadline(), answer).await {
             Ok(response) => response,
             Err(_) => crate::deadline::missed(self.deadline().map_or(Duration::ZERO, |deadline| {
@@ -341,7 +341,7 @@ macro_rules! request_local {
 
 /// An id unique within this instance and, with a random per-instance prefix,
 /// very likely across instances.
-fn generate_id() -> Rc<str> {
+fn generate_id() -> Arc<str> {
     use std::hash::{BuildHasher, RandomState};
     thread_local! {
         static PREFIX: u32 = RandomState::new().hash_one(0u8) as u32;

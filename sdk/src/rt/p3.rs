@@ -8,10 +8,12 @@
 //! the host closes the connection.
 
 use super::{Runtime, world_conversions};
-use crate::body::{BodyError, NextChunk, Source};
+use crate::body::{BodyError, NextFrame, Source};
+use crate::handler::Serve;
 use crate::scope::Scope;
-use crate::{Body, Handler, ReusePolicy};
+use crate::{Body, ReusePolicy};
 use bytes::Bytes;
+use http_body::Frame;
 use std::time::Duration;
 use wasip3::http::types::{Fields, Request, Response, Trailers};
 use wasip3::wit_bindgen::{FutureReader, FutureWriter, StreamReader, StreamResult, StreamWriter};
@@ -44,14 +46,16 @@ impl Runtime for P3 {
     }
 }
 
-/// Handles one request for the `H` exported by [`export_p3!`](crate::export_p3).
+/// Handles one request for the handler (made by `make`) that
+/// [`export_p3!`](crate::export_p3) exported.
 #[doc(hidden)]
-pub async fn handle<H: Handler>(
+pub async fn handle<H: Serve>(
     policy: &'static ReusePolicy,
+    make: fn() -> H,
     request: Request,
 ) -> Result<Response, ErrorCode> {
     super::install(&P3);
-    let handler = crate::instance::handler::<H>();
+    let handler = crate::instance::handler(make);
     let request = into_http(request)?;
     let scope = Scope::open(
         policy,
@@ -68,9 +72,11 @@ fn into_http(request: Request) -> Result<crate::Request, ErrorCode> {
     let authority = request.get_authority();
     let path = request.get_path_with_query();
     let headers = request.get_headers().copy_all();
-    let body = Body::stream(IncomingBody::unread(|done| {
-        Request::consume_body(request, done)
-    }));
+    let hint = super::announced_size(&headers);
+    let body = Body::from_source(
+        IncomingBody::unread(|done| Request::consume_body(request, done)),
+        hint,
+    );
     super::build_request(
         method,
         wasi_scheme.as_ref().map(scheme),
@@ -84,7 +90,7 @@ fn into_http(request: Request) -> Result<crate::Request, ErrorCode> {
 
 fn from_http(response: crate::Response, scope: &Scope) -> Result<Response, ErrorCode> {
     let (parts, body) = response.into_parts();
-    let fields = Fields::from_list(&super::fields(&parts.headers, &body))
+    let fields = Fields::from_list(&super::response_fields(&parts.headers, &body))
         .map_err(|e| internal_error(format!("response header rejected: {e:?}")))?;
     let (contents, trailers) = stream_out(body, Some(scope));
     let (response, _transmitted) = Response::new(fields, contents, trailers);
@@ -130,29 +136,44 @@ async fn send_body(
     deadline: Option<std::time::Instant>,
 ) {
     let copy = async {
-        while let Some(chunk) = body.chunk().await {
-            if !writer.write_all(chunk?.into()).await.is_empty() {
-                break; // the host stopped reading: the client is gone
-            }
+        while let Some(frame) = body.frame().await {
+            let end = match frame.map(Frame::into_data) {
+                Ok(Ok(bytes)) => {
+                    if !writer.write_all(bytes.into()).await.is_empty() {
+                        return None; // the host stopped reading: the other side is gone
+                    }
+                    continue;
+                }
+                Ok(Err(frame)) => match frame.into_trailers() {
+                    Ok(map) => Fields::from_list(&super::fields(&map))
+                        .map(Some)
+                        .map_err(|e| internal_error(format!("trailer rejected: {e:?}"))),
+                    Err(_) => continue, // a frame kind http-body may add later
+                },
+                Err(error) => Err(internal_error(error)),
+            };
+            return Some(end);
         }
-        Ok::<_, BodyError>(())
+        None // dropping the writers ends the body with the default: no trailers
     };
-    let error = match crate::deadline::within(deadline, copy).await {
-        Ok(Ok(())) => return, // dropping the writers ends the body: no trailers
-        Ok(Err(error)) => error.to_string(),
-        Err(_) => "deadline passed while the body was being written".to_owned(),
+    let end = match crate::deadline::within(deadline, copy).await {
+        Ok(None) => return,
+        Ok(Some(end)) => end,
+        // An error in place of the trailers tells the host the body is cut
+        // off, so the other side never takes it for complete.
+        Err(_) => Err(internal_error(
+            "deadline passed while the body was being written",
+        )),
     };
-    // An error in place of the trailers tells the host the body is cut off,
-    // so the other side never takes it for complete.
     drop(writer);
-    let _ = trailers.write(Err(internal_error(error))).await;
+    let _ = trailers.write(end).await;
 }
 
 /// Sends an outgoing request with `wasi:http/client`.
 async fn send(request: crate::Request) -> Result<crate::Response, crate::client::Error> {
     let (parts, body) = request.into_parts();
     let target = super::Target::of(&parts.uri);
-    let fields = Fields::from_list(&super::fields(&parts.headers, &body))
+    let fields = Fields::from_list(&super::response_fields(&parts.headers, &body))
         .map_err(|_| super::invalid_request("headers", &target))?;
     let (contents, trailers) = stream_out(body, Scope::current().as_ref());
     let (request, _transmitted) = Request::new(fields, contents, trailers, options(&parts));
@@ -162,9 +183,11 @@ async fn send(request: crate::Request) -> Result<crate::Response, crate::client:
         .map_err(|code| client_error(code, &target.authority))?;
     let status = response.get_status_code();
     let headers = response.get_headers().copy_all();
-    let body = Body::stream(IncomingBody::unread(|done| {
-        Response::consume_body(response, done)
-    }));
+    let hint = super::announced_size(&headers);
+    let body = Body::from_source(
+        IncomingBody::unread(|done| Response::consume_body(response, done)),
+        hint,
+    );
     super::build_response(status, headers, body, &target.authority)
 }
 
@@ -223,7 +246,7 @@ impl IncomingBody {
 }
 
 impl Source for IncomingBody {
-    fn next_chunk(&mut self) -> NextChunk<'_> {
+    fn next_frame(&mut self) -> NextFrame<'_> {
         Box::pin(async move {
             self.open();
             let IncomingBody::Reading { stream, .. } = self else {
@@ -233,7 +256,7 @@ impl Source for IncomingBody {
                 let (result, bytes) = stream.read(Vec::with_capacity(READ_SIZE)).await;
                 match result {
                     StreamResult::Complete(_) if bytes.is_empty() => continue,
-                    StreamResult::Complete(_) => return Some(Ok(bytes.into())),
+                    StreamResult::Complete(_) => return Some(Ok(Frame::data(bytes.into()))),
                     StreamResult::Dropped | StreamResult::Cancelled => break,
                 }
             }
@@ -243,8 +266,11 @@ impl Source for IncomingBody {
                 return None;
             };
             match trailers.await {
-                Ok(_) => None,
-                Err(code) => Some(Err(BodyError(format!("body failed: {code:?}")))),
+                Ok(None) => None,
+                Ok(Some(trailers)) => {
+                    Some(super::trailer_map(trailers.copy_all()).map(Frame::trailers))
+                }
+                Err(code) => Some(Err(BodyError::new(format!("body failed: {code:?}")))),
             }
         })
     }
