@@ -41,6 +41,10 @@ fn svg(rows: &[Row]) -> String {
             Workload::IoBound,
             "sleep-p3 ?ms=40 (wrk, 200 connections): requests/s",
         ),
+        (
+            Workload::Proxy,
+            "proxy-p3 to a 40 ms backend (wrk, 200 connections): requests/s",
+        ),
     ];
     let mut body = String::new();
     let mut y = LEGEND_HEIGHT;

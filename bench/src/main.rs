@@ -36,12 +36,17 @@ enum Command {
     /// Run the benchmark matrix; print the table and write the report and
     /// chart.
     Run(RunArgs),
-    /// Serve `Hello, WASI!` with plain hyper: the ceiling of the HTTP stack.
+    /// Serve `Hello, WASI!` with plain hyper: the ceiling of the HTTP stack,
+    /// and (with --delay-ms) the backend of the proxy rows.
     Native {
         /// Socket address to listen on; port 0 picks a free one (printed on
         /// stderr like host-runner does).
         #[arg(long, default_value = "127.0.0.1:0")]
         addr: SocketAddr,
+        /// Answer each request after this many milliseconds, as a backend
+        /// that waits on its own I/O would.
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        delay_ms: u64,
     },
 }
 
@@ -94,7 +99,9 @@ fn parse_seconds(text: &str) -> Result<u64, String> {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Run(args) => run::run(&args),
-        Command::Native { addr } => native::serve(addr),
+        Command::Native { addr, delay_ms } => {
+            native::serve(addr, std::time::Duration::from_millis(delay_ms))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,6 +34,9 @@ pub enum Workload {
     /// `sleep-p3?ms=40` at 200 connections: how reuse saves instances when
     /// requests wait.
     IoBound,
+    /// `proxy-p3` in front of a backend that answers after 40 ms, at 200
+    /// connections: the real I/O-bound case, a call out per request.
+    Proxy,
 }
 
 /// How a configuration reuses instances.
@@ -84,6 +87,18 @@ const IO_LOAD: Load = Load {
     connections: 200,
     path: "/?ms=40",
 };
+
+/// The proxy's load: the same 200 connections, each request forwarded to
+/// a backend that answers after [`BACKEND_DELAY_MS`].
+const PROXY_LOAD: Load = Load {
+    threads: 2,
+    connections: 200,
+    path: "/",
+};
+
+/// How long the proxy rows' backend (`reprise-bench native --delay-ms`)
+/// takes to answer.
+pub const BACKEND_DELAY_MS: u64 = 40;
 
 /// One row of the table.
 #[derive(Clone, Debug)]
@@ -142,6 +157,18 @@ pub fn all() -> Vec<Config> {
             workload: Workload::IoBound,
             load: IO_LOAD,
         });
+    }
+    for server in [ServerKind::HostRunner, ServerKind::Wasmtime] {
+        for reuse in [Reuse::On, Reuse::Serial, Reuse::Off] {
+            plan.push(Config {
+                server,
+                component: Some("proxy-p3"),
+                reuse,
+                flags: reuse_flags("proxy-p3", reuse),
+                workload: Workload::Proxy,
+                load: PROXY_LOAD,
+            });
+        }
     }
     plan
 }

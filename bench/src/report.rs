@@ -258,21 +258,34 @@ fn all_ratios(rows: &[Row]) -> Vec<Ratio> {
         native,
         None,
     ));
-    out.extend(io_bound_ratios(rows));
+    out.extend(io_bound_ratios(
+        rows,
+        Workload::IoBound,
+        "sleep-p3 40 ms, 200 connections",
+    ));
+    out.extend(io_bound_ratios(
+        rows,
+        Workload::Proxy,
+        "proxy-p3 to a 40 ms backend, 200 connections",
+    ));
     out
 }
 
-fn io_bound_ratios(rows: &[Row]) -> Vec<Ratio> {
+/// Reuse against no reuse for one I/O-bound workload on host-runner.
+fn io_bound_ratios(rows: &[Row], workload: Workload, title: &str) -> Vec<Ratio> {
     let io = |reuse| {
-        rows.iter()
-            .find(|row| row.config.workload == Workload::IoBound && row.config.reuse == reuse)
+        rows.iter().find(|row| {
+            row.config.server == ServerKind::HostRunner
+                && row.config.workload == workload
+                && row.config.reuse == reuse
+        })
     };
     let of = |reuse, metric: fn(&Row) -> Option<f64>| io(reuse).and_then(metric);
     let instances = |row: &Row| row.instances();
     let p99 = |row: &Row| Some(row.p99().as_secs_f64());
     let rps = |row: &Row| Some(row.requests_per_sec());
     let ratio = |name: &str, a: Option<f64>, b: Option<f64>, target| Ratio {
-        name: format!("sleep-p3 40 ms, 200 connections: {name}"),
+        name: format!("{title}: {name}"),
         value: a.zip(b).map(|(a, b)| a / b),
         target,
     };

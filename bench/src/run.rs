@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 use crate::RunArgs;
-use crate::plan::{self, Config, ServerKind};
+use crate::plan::{self, Config, ServerKind, Workload};
 use crate::server::{CommandLine, Running};
 use crate::wrk::{self, Sample};
 use crate::{chart, report};
@@ -90,7 +90,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.logs)
         .with_context(|| format!("cannot create {}", args.logs.display()))?;
 
-    let mut live = start_all(args, &environment, plan)?;
+    // The proxy rows' backend, up for the whole run like the servers.
+    let backend = plan
+        .iter()
+        .any(|config| config.workload == Workload::Proxy)
+        .then(|| start_backend(args))
+        .transpose()?;
+    let backend_url = backend
+        .as_ref()
+        .map(|backend| format!("http://{}", backend.addr()));
+    let mut live = start_all(args, &environment, plan, backend_url.as_deref())?;
     for config in &live {
         warm_up(config, args.warmup)?;
     }
@@ -120,19 +129,48 @@ fn selected(config: &Config, only: &[String]) -> bool {
             .any(|text| config.label().contains(text.as_str()))
 }
 
+/// `reprise-bench native --delay-ms 40`: the backend the proxy rows call.
+fn start_backend(args: &RunArgs) -> anyhow::Result<Running> {
+    let command = CommandLine {
+        program: display_path(&std::env::current_exe()?),
+        args: vec![
+            "native".into(),
+            "--addr".into(),
+            "127.0.0.1:0".into(),
+            "--delay-ms".into(),
+            plan::BACKEND_DELAY_MS.to_string(),
+        ],
+    };
+    eprintln!("reprise-bench: starting the proxy backend");
+    Running::start(&command, &args.logs.join("proxy-backend.log"))
+}
+
 fn start_all(
     args: &RunArgs,
     environment: &Environment,
     plan: Vec<Config>,
+    backend: Option<&str>,
 ) -> anyhow::Result<Vec<Live>> {
     plan.into_iter()
-        .map(|config| start(args, environment, config))
+        .map(|config| start(args, environment, config, backend))
         .collect()
 }
 
-fn start(args: &RunArgs, environment: &Environment, config: Config) -> anyhow::Result<Live> {
+fn start(
+    args: &RunArgs,
+    environment: &Environment,
+    config: Config,
+    backend: Option<&str>,
+) -> anyhow::Result<Live> {
     let metrics = config.server == ServerKind::HostRunner && environment.metrics;
-    let command = server_command(args, &config, metrics)?;
+    let mut command = server_command(args, &config, metrics)?;
+    if config.workload == Workload::Proxy {
+        let backend = backend.expect("the backend starts before the proxy rows");
+        // Before the component, which comes last.
+        let at = command.args.len() - 1;
+        command.args.insert(at, format!("BACKEND={backend}"));
+        command.args.insert(at, "--env".into());
+    }
     let log = args
         .logs
         .join(format!("{}.log", config.label().replace(' ', "_")));

@@ -29,7 +29,7 @@ fn interface_names(name: &str) -> (Vec<String>, Vec<String>) {
     (imports, exports)
 }
 
-const P3_SAMPLES: [&str; 10] = [
+const P3_SAMPLES: [&str; 11] = [
     "hello_p3",
     "sleep_p3",
     "counter_p3",
@@ -40,8 +40,9 @@ const P3_SAMPLES: [&str; 10] = [
     "limits_p3",
     "json_api_p3",
     "axum_p3",
+    "proxy_p3",
 ];
-const P2_SAMPLES: [&str; 3] = ["hello_p2", "sleep_p2", "single_use_p2"];
+const P2_SAMPLES: [&str; 4] = ["hello_p2", "sleep_p2", "single_use_p2", "proxy_p2"];
 
 #[test]
 fn p3_samples_import_only_wasi_and_export_only_the_0_3_handler() {

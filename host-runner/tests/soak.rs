@@ -3,8 +3,12 @@
 //! answer it should not. Requests that did nothing wrong may only fail by
 //! sharing an instance with a fault; the soak counts those collateral
 //! failures per fault kind, and shows that the never policy brings them to
-//! zero (serial nearly: see the end of the test). Afterwards the server must be back to baseline: no
-//! live instances, RSS near where it started.
+//! zero (serial nearly: see the end of the test). A second mix has one
+//! fault only, requests that miss their own deadline (the guest answers 504
+//! itself): it must fail nothing beside it under any policy, where the
+//! host's timeout (the chaos mix's busy loop) takes its neighbours with it.
+//! Afterwards the server must be back to baseline: no live instances, RSS
+//! near where it started.
 //!
 //! A response is only ever cut off after its head when a fault ends it
 //! mid-body, too late for a status: host-runner holds a head back until the
@@ -51,6 +55,7 @@ enum Kind {
     TrapMidBody,
     TimeoutMidBody,
     Linger,
+    CooperativeTimeout,
 }
 
 use Kind::*;
@@ -60,7 +65,7 @@ const LARGE_BODY: usize = 256 * 1024;
 
 impl Kind {
     /// Out of every 100 requests, how many of each kind.
-    const MIX: [(Kind, usize); 13] = [
+    const CHAOS: [(Kind, usize); 13] = [
         (Normal, 35),
         (Sleep, 15),
         (LargeBody, 8),
@@ -74,6 +79,15 @@ impl Kind {
         (TrapMidBody, 2),
         (TimeoutMidBody, 2),
         (Linger, 3),
+    ];
+
+    /// Well-behaved requests beside requests that miss their own deadline:
+    /// no other fault, so every collateral failure is the timeouts'.
+    const COOPERATIVE: [(Kind, usize); 4] = [
+        (Normal, 45),
+        (Sleep, 20),
+        (LargeBody, 10),
+        (CooperativeTimeout, 25),
     ];
 
     fn path(self) -> &'static str {
@@ -96,13 +110,15 @@ impl Kind {
             TimeoutMidBody => "/?body_kib=256&stall_after_kib=80",
             // A task that never ends, left behind by a 200.
             Linger => "/?linger=1",
+            // The guest's own deadline, far below the host's timeout.
+            CooperativeTimeout => "/?sleep_ms=60000&deadline_ms=100",
         }
     }
 
     /// The statuses this kind may get by its own doing.
     fn own_statuses(self) -> &'static [u16] {
         match self {
-            BusyLoop => &[504],
+            BusyLoop | CooperativeTimeout => &[504],
             Trap | ShortLength => &[500],
             GrowMemory => &[200, 500],
             TrapMidBody | TimeoutMidBody => &[],
@@ -126,24 +142,34 @@ impl Kind {
         }
     }
 
-    /// The fault a collateral status points to.
-    fn blamed_for(status: u16) -> Kind {
-        if status == 504 { BusyLoop } else { Trap }
+    /// The fault in `mix` that a collateral status points to.
+    fn blamed_for(status: u16, mix: &[(Kind, usize)]) -> Kind {
+        match status {
+            504 if mix.iter().any(|(kind, _)| *kind == BusyLoop) => BusyLoop,
+            504 => CooperativeTimeout,
+            _ => Trap,
+        }
     }
 
     fn is_fault(self) -> bool {
         matches!(
             self,
-            BusyLoop | Trap | GrowMemory | ShortLength | TrapMidBody | TimeoutMidBody
+            BusyLoop
+                | Trap
+                | GrowMemory
+                | ShortLength
+                | TrapMidBody
+                | TimeoutMidBody
+                | CooperativeTimeout
         )
     }
 }
 
 /// The kind of the `n`-th request: a fixed interleaving of the mix.
-fn kind_of(n: usize) -> Kind {
+fn kind_of(n: usize, mix: &[(Kind, usize)]) -> Kind {
     let slot = (n * 37) % 100;
     let mut start = 0;
-    for (kind, share) in Kind::MIX {
+    for &(kind, share) in mix {
         if slot < start + share {
             return kind;
         }
@@ -168,6 +194,7 @@ struct Report {
 
 struct Soak {
     policy: &'static str,
+    mix: &'static str,
     report: Report,
     instances_created: u64,
     live_after: u64,
@@ -192,7 +219,11 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn soak(guest: &str, policy: &'static str) -> Soak {
+fn soak(
+    guest: &str,
+    policy: &'static str,
+    (mix_name, mix): (&'static str, &[(Kind, usize)]),
+) -> Soak {
     let server = RunningServer::start(
         &guest_wasm(guest),
         &[
@@ -220,7 +251,7 @@ fn soak(guest: &str, policy: &'static str) -> Soak {
                     if n >= total {
                         break;
                     }
-                    let kind = kind_of(n);
+                    let kind = kind_of(n, mix);
                     let started = Instant::now();
                     let outcome = if kind == Disconnect {
                         disconnect_mid_request(&server);
@@ -257,7 +288,7 @@ fn soak(guest: &str, policy: &'static str) -> Soak {
                         if matches!(status, 500 | 504) {
                             *report
                                 .collateral
-                                .entry(Kind::blamed_for(status))
+                                .entry(Kind::blamed_for(status, mix))
                                 .or_default() += 1;
                         } else {
                             report.wrong.push(format!("{kind:?} got {status}"));
@@ -281,6 +312,7 @@ fn soak(guest: &str, policy: &'static str) -> Soak {
     });
     Soak {
         policy,
+        mix: mix_name,
         report: report.into_inner().unwrap(),
         instances_created: settled.count("reprise_instances_created_total"),
         live_after: settled.count("reprise_instances_live"),
@@ -305,7 +337,8 @@ fn disconnect_mid_request(server: &RunningServer) {
 
 fn print_report(soaks: &[Soak]) {
     println!(
-        "\nchaos soak, {} requests per policy, {CONNECTIONS} connections",
+        "\n{} soak, {} requests per policy, {CONNECTIONS} connections",
+        soaks[0].mix,
         requests_per_policy()
     );
     for soak in soaks {
@@ -348,13 +381,54 @@ fn print_report(soaks: &[Soak]) {
 
 #[test]
 fn chaos_soak_loses_no_request_and_returns_to_baseline() {
+    let soaks = soak_every_policy(("chaos", &Kind::CHAOS));
+    assert_sound(&soaks);
+    // Under `never` no request shares an instance with a fault, so none
+    // fails beside one. Bodies may still be cut off: a busy loop holds its
+    // serving thread until the timeout stops it, and a body streaming on
+    // that thread meanwhile runs past the same timeout. (Under `serial`, a
+    // fault on the instance's next request can also fail a response whose
+    // body was complete but whose end host-runner had not read yet: it
+    // cannot tell that end from one caused by the fault, and fails it
+    // rather than pass a truncated body as whole.)
+    let never = &soaks[2];
+    assert!(
+        never.report.collateral.is_empty(),
+        "never: a fault failed requests beside it: {:?}",
+        never.report.collateral
+    );
+}
+
+#[test]
+fn cooperative_timeouts_fail_no_request_beside_them_under_any_policy() {
+    let soaks = soak_every_policy(("cooperative-timeout", &Kind::COOPERATIVE));
+    assert_sound(&soaks);
+    for soak in &soaks {
+        assert!(
+            soak.report.collateral.is_empty() && soak.report.cut_off == 0,
+            "{}: a cooperative timeout failed requests beside it: {:?}, {} cut off",
+            soak.policy,
+            soak.report.collateral,
+            soak.report.cut_off
+        );
+    }
+}
+
+/// The soak under each reuse policy, with `mix`.
+fn soak_every_policy(mix: (&'static str, &[(Kind, usize)])) -> [Soak; 3] {
     let soaks = [
-        soak("faults_p3", "concurrent"),
-        soak("faults_serial_p3", "serial"),
-        soak("faults_never_p3", "never"),
+        soak("faults_p3", "concurrent", mix),
+        soak("faults_serial_p3", "serial", mix),
+        soak("faults_never_p3", "never", mix),
     ];
     print_report(&soaks);
-    for soak in &soaks {
+    soaks
+}
+
+/// Every request was answered as its kind must be, nothing looked complete
+/// that was not, and the server is back to baseline.
+fn assert_sound(soaks: &[Soak]) {
+    for soak in soaks {
         let answered: usize = soak.report.outcomes.values().sum();
         assert_eq!(
             answered,
@@ -388,18 +462,4 @@ fn chaos_soak_loses_no_request_and_returns_to_baseline() {
             soak.rss_after_kib
         );
     }
-    // Under `never` no request shares an instance with a fault, so none
-    // fails beside one. Bodies may still be cut off: a busy loop holds its
-    // serving thread until the timeout stops it, and a body streaming on
-    // that thread meanwhile runs past the same timeout. (Under `serial`, a
-    // fault on the instance's next request can also fail a response whose
-    // body was complete but whose end host-runner had not read yet: it
-    // cannot tell that end from one caused by the fault, and fails it
-    // rather than pass a truncated body as whole.)
-    let never = &soaks[2];
-    assert!(
-        never.report.collateral.is_empty(),
-        "never: a fault failed requests beside it: {:?}",
-        never.report.collateral
-    );
 }

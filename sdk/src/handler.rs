@@ -57,6 +57,33 @@ pub trait Handler: Default + 'static {
     /// values, [`RequestContext::current`](crate::RequestContext::current) and
     /// [`spawn`](crate::spawn) all refer to this request.
     fn handle(&self, request: Request) -> impl Future<Output = impl IntoResponse>;
+
+    /// How long `request` may take, from its arrival; `None` (the default)
+    /// sets no limit. Called once per request, before
+    /// [`handle`](Handler::handle), so the limit may depend on the route.
+    ///
+    /// Past the deadline reprise drops the handler's future and the tasks
+    /// the request spawned, which cancels their outgoing calls, and answers
+    /// `504` with a one-line body that starts with `deadline` (if the
+    /// response has already started, its body ends with an error instead,
+    /// so the client sees it cut off). The instance stays healthy and the
+    /// requests beside it are untouched. Code that never awaits cannot be
+    /// stopped this way; the host's request timeout is the backstop.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # use reprise::{Handler, IntoResponse, Request};
+    /// # #[derive(Default)] struct App;
+    /// impl Handler for App {
+    ///     fn deadline(&self, _request: &Request) -> Option<Duration> {
+    ///         Some(Duration::from_secs(2))
+    ///     }
+    ///     # async fn handle(&self, _: Request) -> impl IntoResponse { "" }
+    /// }
+    /// ```
+    fn deadline(&self, _request: &Request) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// What an export serves: a [`Handler`], or (feature `tower`) a tower
@@ -64,11 +91,20 @@ pub trait Handler: Default + 'static {
 #[doc(hidden)]
 pub trait Serve: 'static {
     fn serve(&'static self, request: Request) -> impl Future<Output = Response>;
+
+    /// See [`Handler::deadline`].
+    fn deadline(&self, _request: &Request) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 impl<H: Handler> Serve for H {
     async fn serve(&'static self, request: Request) -> Response {
         self.handle(request).await.into_response()
+    }
+
+    fn deadline(&self, request: &Request) -> Option<std::time::Duration> {
+        Handler::deadline(self, request)
     }
 }
 

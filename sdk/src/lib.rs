@@ -45,11 +45,17 @@
 //! of the build. `json` adds `Json`; `tower` adds `service = …` to the
 //! export macros.
 //!
-//! What reprise deliberately does not do: routing, outgoing HTTP. It is the
-//! layer between the host's export and your code; use any router on top.
+//! Handlers call other services with [`client::send`], bounded by
+//! [`timeout`] and by the request's [deadline](Handler::deadline); a call
+//! belongs to its request and is cancelled with it.
+//!
+//! What reprise deliberately does not do: routing, connection pools or
+//! retries. It is the layer between the host and your code; use any router
+//! on top.
 #![deny(missing_docs)]
 
 mod body;
+mod deadline;
 mod export;
 mod handler;
 mod instance;
@@ -64,9 +70,11 @@ mod service;
 mod sync;
 
 pub mod backpressure;
+pub mod client;
 
 pub use body::{Body, BodyError, BodyWriter};
 pub use bytes;
+pub use deadline::{Elapsed, timeout};
 pub use handler::{Handler, IntoResponse, Request, Response, query_param};
 pub use http;
 pub use http_body;

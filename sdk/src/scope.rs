@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Identity and timing of the request being handled.
 ///
@@ -33,6 +33,7 @@ use std::time::Instant;
 pub struct RequestContext {
     id: Arc<str>,
     started: Instant,
+    deadline: Option<Instant>,
 }
 
 impl RequestContext {
@@ -61,6 +62,27 @@ impl RequestContext {
     pub fn started(&self) -> Instant {
         self.started
     }
+
+    /// When the request runs out of time, if the handler set a
+    /// [`deadline`](crate::Handler::deadline).
+    ///
+    /// At the deadline reprise drops the handler's future and every task
+    /// the request spawned, which cancels their outgoing calls, and answers
+    /// `504 Gateway Timeout` itself (or, if the response has started, ends
+    /// its body with an error). Use it to budget work, e.g. to skip an
+    /// optional call when little time is left:
+    ///
+    /// ```no_run
+    /// # async fn handler() {
+    /// use std::time::{Duration, Instant};
+    /// let left = reprise::RequestContext::current()
+    ///     .deadline()
+    ///     .map_or(Duration::MAX, |deadline| deadline.saturating_duration_since(Instant::now()));
+    /// # }
+    /// ```
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
 }
 
 const OUTSIDE: &str = "reprise: request-scoped state used outside a request; it exists only \
@@ -77,19 +99,52 @@ struct ScopeInner {
 
 impl Scope {
     /// Opens a scope and reports the request's start to the instance.
-    pub(crate) fn open(policy: &crate::ReusePolicy, request_id: Option<&str>) -> Scope {
+    /// `limit` is how long the request may take, from now.
+    pub(crate) fn open(
+        policy: &crate::ReusePolicy,
+        request_id: Option<&str>,
+        limit: Option<Duration>,
+    ) -> Scope {
         crate::instance::request_started(policy);
         let id = match request_id {
             Some(id) => id.into(),
             None => generate_id(),
         };
+        let started = Instant::now();
         Scope(Rc::new(ScopeInner {
             context: RequestContext {
                 id,
-                started: Instant::now(),
+                started,
+                deadline: limit.and_then(|limit| started.checked_add(limit)),
             },
             locals: RefCell::default(),
         }))
+    }
+
+    /// The scope whose code is running, if any.
+    pub(crate) fn current() -> Option<Scope> {
+        with_current(|scope| scope.cloned())
+    }
+
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.0.context.deadline
+    }
+
+    /// Runs the handler for `request` in this scope, within the request's
+    /// deadline: past it the handler's future is dropped (cancelling what it
+    /// awaits) and the answer is `504`.
+    pub(crate) async fn respond<H: crate::handler::Serve>(
+        &self,
+        handler: &'static H,
+        request: crate::Request,
+    ) -> crate::Response {
+        let answer = self.enter(handler.serve(request));
+        match crate::deadline::within(self.deadline(), answer).await {
+            Ok(response) => response,
+            Err(_) => crate::deadline::missed(self.deadline().map_or(Duration::ZERO, |deadline| {
+                deadline.saturating_duration_since(self.0.context.started)
+            })),
+        }
     }
 
     /// Runs `future` with this scope current whenever it is polled.
@@ -157,6 +212,9 @@ impl<F: Future> Future for Scoped<F> {
 /// end (for its values, and for the instance's reuse policy) until the task
 /// finishes. Use it for work after the response, such as streaming a body.
 ///
+/// The task ends with the request's [deadline](RequestContext::deadline)
+/// at the latest: it is dropped there, unfinished.
+///
 /// There is no handle to cancel or join the task, and no instance-level
 /// background task: work that outlives every request would keep an instance
 /// busy that the host wants to drop, so every task belongs to a request.
@@ -164,8 +222,11 @@ impl<F: Future> Future for Scoped<F> {
 /// # Panics
 /// Outside a request.
 pub fn spawn(future: impl Future<Output = ()> + 'static) {
-    let scope = with_current(|scope| scope.cloned()).unwrap_or_else(|| panic!("{OUTSIDE}"));
-    crate::rt::spawn(Box::pin(scope.enter(future)));
+    let scope = Scope::current().unwrap_or_else(|| panic!("{OUTSIDE}"));
+    let deadline = scope.deadline();
+    crate::rt::spawn(Box::pin(scope.enter(async move {
+        let _ = crate::deadline::within(deadline, future).await;
+    })));
 }
 
 /// A value that each request gets its own copy of.
@@ -220,7 +281,7 @@ impl<T: 'static> RequestLocal<T> {
         // The static's address is its identity: unique, and stable for the
         // whole instance.
         let key = self as *const Self as usize;
-        let scope = with_current(|scope| scope.cloned())?;
+        let scope = Scope::current()?;
         let existing = scope
             .0
             .locals

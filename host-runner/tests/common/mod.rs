@@ -1,7 +1,8 @@
 //! Shared support for host-runner's integration tests: find the built binary
 //! and guests, run `host-runner serve` as a real process, talk HTTP/1.1 to
-//! it with a small keep-alive client, scrape its `/metrics`, and check how
-//! it refuses what it cannot serve.
+//! it with a small keep-alive client, scrape its `/metrics`, check how it
+//! refuses what it cannot serve, and (`backend`) stand up a real backend
+//! for guests that call other services.
 //!
 //! Every wait here is bounded, so a broken server fails a test instead of
 //! hanging it. This module holds no assertions about behaviour; those belong
@@ -9,6 +10,8 @@
 
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
+
+pub mod backend;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -6,6 +6,7 @@
 //! through the [`Runtime`] the export installed. Only the half an export
 //! macro names is linked, so a component imports one world's interfaces.
 
+use crate::client::{self, ErrorKind};
 use std::cell::Cell;
 use std::pin::Pin;
 use std::time::Duration;
@@ -15,12 +16,14 @@ pub mod p2;
 #[cfg(feature = "p3")]
 pub mod p3;
 
-type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
+type LocalFuture<T = ()> = Pin<Box<dyn Future<Output = T>>>;
 
 /// What world-neutral code needs from the world that runs it.
 trait Runtime {
     fn sleep(&self, duration: Duration) -> LocalFuture;
     fn spawn(&self, task: LocalFuture);
+    /// Sends an outgoing request through the world's HTTP client.
+    fn send(&self, request: crate::Request) -> LocalFuture<Result<crate::Response, client::Error>>;
     /// Raises or lowers backpressure on behalf of the reuse policy.
     fn policy_backpressure(&self, raise: bool);
 }
@@ -59,6 +62,10 @@ pub fn sleep(duration: Duration) -> impl Future<Output = ()> + Send + 'static {
 
 pub(crate) fn spawn(task: LocalFuture) {
     runtime().spawn(task)
+}
+
+pub(crate) fn send(request: crate::Request) -> LocalFuture<Result<crate::Response, client::Error>> {
+    runtime().send(request)
 }
 
 pub(crate) fn policy_backpressure(raise: bool) {
@@ -109,16 +116,33 @@ fn build_request(
     Ok(request)
 }
 
-/// Headers (or trailers) as WASI fields.
+/// Headers that describe one connection rather than the message, plus
+/// `host`: the host sets them for the connection it uses, and refuses them
+/// from a guest. Leaving them out is what lets a proxy copy headers across.
+const CONNECTION_HEADERS: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// Headers (or trailers) as WASI fields, without connection headers.
 fn fields(headers: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
     headers
         .iter()
+        .filter(|(name, _)| !CONNECTION_HEADERS.contains(&name.as_str()))
         .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
         .collect()
 }
 
-/// The response's headers as WASI fields, with a `content-length` added when
-/// the body's exact size is known (a whole body, or a stream such as an axum
+/// A response's or an outgoing request's headers as WASI fields, with a
+/// `content-length` added when the body's exact size is known (a whole body, or a stream such as an axum
 /// response that knows its size), so the host need not fall back to chunking.
 fn response_fields(headers: &http::HeaderMap, body: &crate::Body) -> Vec<(String, Vec<u8>)> {
     let mut fields = fields(headers);
@@ -128,6 +152,54 @@ fn response_fields(headers: &http::HeaderMap, body: &crate::Body) -> Vec<(String
         fields.push(("content-length".into(), length.to_string().into_bytes()));
     }
     fields
+}
+
+/// The `http` response for an outgoing call's answer.
+fn build_response(
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    body: crate::Body,
+    target: &str,
+) -> Result<crate::Response, client::Error> {
+    let invalid = || {
+        let message = format!("{target} answered with a status or header that is not valid HTTP");
+        client::Error::new(ErrorKind::Connection, message)
+    };
+    let mut response = http::Response::new(body);
+    *response.status_mut() = http::StatusCode::from_u16(status).map_err(|_| invalid())?;
+    let map = response.headers_mut();
+    map.reserve(headers.len());
+    for (name, value) in headers {
+        let name = http::HeaderName::try_from(name).map_err(|_| invalid())?;
+        let value = http::HeaderValue::try_from(value).map_err(|_| invalid())?;
+        map.append(name, value);
+    }
+    Ok(response)
+}
+
+/// The parts of an outgoing request's URI that WASI sets one by one.
+struct Target {
+    scheme: http::uri::Scheme,
+    authority: String,
+    path_with_query: String,
+}
+
+impl Target {
+    fn of(uri: &http::Uri) -> Target {
+        Target {
+            scheme: uri.scheme().cloned().unwrap_or(http::uri::Scheme::HTTP),
+            authority: uri.authority().map_or_else(String::new, |a| a.to_string()),
+            path_with_query: uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
+        }
+    }
+}
+
+fn invalid_request(what: &str, target: &Target) -> client::Error {
+    let message = format!(
+        "cannot send to {}: the host rejected its {what}",
+        target.authority
+    );
+    client::Error::new(ErrorKind::InvalidRequest, message)
 }
 
 /// The size a request announced in its `content-length`, as a body's hint.
@@ -154,12 +226,42 @@ fn trailer_map(fields: Vec<(String, Vec<u8>)>) -> Result<http::HeaderMap, crate:
     Ok(map)
 }
 
-/// Conversions for one world's generated `Method`, `Scheme` and `ErrorCode`:
-/// the two worlds generate distinct but identically shaped types, so one
-/// definition serves both.
+/// Conversions for one world's generated `Method`, `Scheme`, `ErrorCode`,
+/// `RequestOptions` and outgoing request type: the two worlds generate
+/// distinct but identically shaped types, so one definition serves both.
 macro_rules! world_conversions {
-    ($($types:ident)::+) => {
-        use $($types)::+::{ErrorCode, Method, Scheme};
+    ($($types:ident)::+, $outgoing:ident) => {
+        use $($types)::+::{ErrorCode, Method, RequestOptions, Scheme};
+
+        /// Sets where an outgoing request goes and how.
+        fn address(
+            request: &$($types)::+::$outgoing,
+            method: &http::Method,
+            target: &super::Target,
+        ) -> Result<(), $crate::client::Error> {
+            let rejected = |what| move |()| super::invalid_request(what, target);
+            request.set_method(&wasi_method(method)).map_err(rejected("method"))?;
+            request
+                .set_scheme(Some(&wasi_scheme(&target.scheme)))
+                .map_err(rejected("scheme"))?;
+            request
+                .set_authority(Some(&target.authority))
+                .map_err(rejected("authority"))?;
+            request
+                .set_path_with_query(Some(&target.path_with_query))
+                .map_err(rejected("path"))
+        }
+
+        /// The request's [`Timeouts`]($crate::client::Timeouts) as WASI options.
+        fn options(parts: &http::request::Parts) -> Option<RequestOptions> {
+            let timeouts = parts.extensions.get::<$crate::client::Timeouts>()?;
+            let options = RequestOptions::new();
+            // A limit the host does not support is ignored, as documented.
+            let _ = options.set_connect_timeout(timeouts.connect.map(super::nanos));
+            let _ = options.set_first_byte_timeout(timeouts.first_byte.map(super::nanos));
+            let _ = options.set_between_bytes_timeout(timeouts.between_bytes.map(super::nanos));
+            Some(options)
+        }
 
         fn method(method: Method) -> Result<http::Method, super::InvalidRequest> {
             Ok(match method {
@@ -196,6 +298,110 @@ macro_rules! world_conversions {
         fn internal_error(message: impl ToString) -> ErrorCode {
             ErrorCode::InternalError(Some(message.to_string()))
         }
+
+        fn wasi_method(method: &http::Method) -> Method {
+            match *method {
+                http::Method::GET => Method::Get,
+                http::Method::HEAD => Method::Head,
+                http::Method::POST => Method::Post,
+                http::Method::PUT => Method::Put,
+                http::Method::DELETE => Method::Delete,
+                http::Method::CONNECT => Method::Connect,
+                http::Method::OPTIONS => Method::Options,
+                http::Method::TRACE => Method::Trace,
+                http::Method::PATCH => Method::Patch,
+                ref other => Method::Other(other.as_str().to_owned()),
+            }
+        }
+
+        fn wasi_scheme(scheme: &http::uri::Scheme) -> Scheme {
+            if *scheme == http::uri::Scheme::HTTP {
+                Scheme::Http
+            } else if *scheme == http::uri::Scheme::HTTPS {
+                Scheme::Https
+            } else {
+                Scheme::Other(scheme.as_str().to_owned())
+            }
+        }
+
+        /// What a failed outgoing call to `target` reports to the app.
+        fn client_error(code: ErrorCode, target: &str) -> $crate::client::Error {
+            use $crate::client::{Error, ErrorKind as Kind};
+            let (kind, what) = match code {
+                ErrorCode::ConnectionRefused => (Kind::Refused, "connection refused".into()),
+                ErrorCode::DnsTimeout => (Kind::Dns, "DNS lookup timed out".into()),
+                ErrorCode::DnsError(e) => (
+                    Kind::Dns,
+                    format!("DNS lookup failed ({})", e.rcode.as_deref().unwrap_or("no answer")),
+                ),
+                ErrorCode::DestinationNotFound => (Kind::Dns, "no such host".into()),
+                ErrorCode::DestinationIpProhibited | ErrorCode::HttpRequestDenied => {
+                    (Kind::Denied, "the host does not allow this destination".into())
+                }
+                ErrorCode::ConnectionTimeout => (Kind::Timeout, "timed out connecting".into()),
+                ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => {
+                    (Kind::Timeout, "timed out waiting for the response".into())
+                }
+                ErrorCode::ConnectionWriteTimeout => {
+                    (Kind::Timeout, "timed out sending the request".into())
+                }
+                ErrorCode::TlsProtocolError
+                | ErrorCode::TlsCertificateError
+                | ErrorCode::TlsAlertReceived(_) => (Kind::Tls, format!("TLS failed ({code:?})")),
+                ErrorCode::DestinationUnavailable
+                | ErrorCode::DestinationIpUnroutable
+                | ErrorCode::ConnectionTerminated
+                | ErrorCode::ConnectionLimitReached
+                | ErrorCode::HttpResponseIncomplete
+                | ErrorCode::HttpProtocolError => {
+                    (Kind::Connection, format!("connection failed ({code:?})"))
+                }
+                ErrorCode::HttpRequestMethodInvalid
+                | ErrorCode::HttpRequestUriInvalid
+                | ErrorCode::HttpRequestUriTooLong
+                | ErrorCode::HttpRequestHeaderSectionSize(_)
+                | ErrorCode::HttpRequestHeaderSize(_) => {
+                    (Kind::InvalidRequest, format!("request rejected ({code:?})"))
+                }
+                ErrorCode::HttpRequestBodySize(_) | ErrorCode::HttpRequestLengthRequired => {
+                    (Kind::Body, format!("request body rejected ({code:?})"))
+                }
+                ErrorCode::InternalError(Some(message)) => (Kind::Other, message),
+                code => (Kind::Other, format!("{code:?}")),
+            };
+            Error::new(kind, format!("call to {target} failed: {what}"))
+        }
     };
 }
 use world_conversions;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_headers_stay_behind_and_a_whole_body_gets_its_length() {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            ("connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("host", "127.0.0.1:8080"),
+            ("x-kept", "yes"),
+        ] {
+            headers.insert(name, http::HeaderValue::from_static(value));
+        }
+        let names: Vec<_> = response_fields(&headers, &crate::Body::from("hello"))
+            .into_iter()
+            .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(&value)))
+            .collect();
+        assert_eq!(names, ["x-kept: yes", "content-length: 5"]);
+    }
+
+    #[test]
+    fn a_call_target_defaults_to_http_and_the_root_path() {
+        let target = Target::of(&"http://127.0.0.1:8081".parse().unwrap());
+        assert_eq!(target.scheme, http::uri::Scheme::HTTP);
+        assert_eq!(target.authority, "127.0.0.1:8081");
+        assert_eq!(target.path_with_query, "/");
+    }
+}

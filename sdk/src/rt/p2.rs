@@ -5,7 +5,9 @@
 //! same async handler inside it on a single-threaded executor that sleeps in
 //! `wasi:io/poll.poll` until a pollable (a timer, a stream) is ready. The call
 //! returns once the handler, the body and every task the request spawned are
-//! done, so post-response work still finishes inside the request.
+//! done, so post-response work still finishes inside the request. Outgoing
+//! calls go through `wasi:http/outgoing-handler`; dropping one drops its
+//! `future-incoming-response`, and the host closes the connection.
 
 use super::{Runtime, world_conversions};
 use crate::body::{BodyError, NextFrame, Source};
@@ -18,12 +20,12 @@ use std::rc::Rc;
 use std::time::Duration;
 use wasip2::http::types::{
     Fields, FutureTrailers, IncomingBody as WasiIncomingBody, IncomingRequest, OutgoingBody,
-    OutgoingResponse, ResponseOutparam,
+    OutgoingRequest, OutgoingResponse, ResponseOutparam,
 };
 use wasip2::io::poll::Pollable;
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
-world_conversions!(wasip2::http::types);
+world_conversions!(wasip2::http::types, OutgoingRequest);
 
 /// The p2 runtime. `RETIRES` says whether the exported policy can retire an
 /// instance (never, request or memory limits).
@@ -43,6 +45,13 @@ impl<const RETIRES: bool> Runtime for P2<RETIRES> {
 
     fn spawn(&self, task: super::LocalFuture) {
         executor::spawn(task);
+    }
+
+    fn send(
+        &self,
+        request: crate::Request,
+    ) -> super::LocalFuture<Result<crate::Response, crate::client::Error>> {
+        Box::pin(send(request))
     }
 
     fn policy_backpressure(&self, raise: bool) {
@@ -68,8 +77,12 @@ pub fn handle<H: Serve, const RETIRES: bool>(
             Ok(request) => request,
             Err(code) => return ResponseOutparam::set(out, Err(code)),
         };
-        let scope = Scope::open(policy, super::request_id_header(request.headers()));
-        let response = scope.enter(handler.serve(request)).await;
+        let scope = Scope::open(
+            policy,
+            super::request_id_header(request.headers()),
+            handler.deadline(&request),
+        );
+        let response = scope.respond(handler, request).await;
         scope.enter(respond(response, out)).await;
     });
 }
@@ -87,13 +100,13 @@ fn into_http(request: IncomingRequest) -> Result<crate::Request, ErrorCode> {
         authority,
         path,
         headers,
-        Body::from_source(IncomingBody::Unread(request), hint),
+        Body::from_source(IncomingBody::unread(move || request.consume()), hint),
     )
     .map_err(error_code)
 }
 
 async fn respond(response: crate::Response, out: ResponseOutparam) {
-    let (parts, mut body) = response.into_parts();
+    let (parts, body) = response.into_parts();
     let fields = match Fields::from_list(&super::response_fields(&parts.headers, &body)) {
         Ok(fields) => fields,
         Err(e) => {
@@ -113,7 +126,14 @@ async fn respond(response: crate::Response, out: ResponseOutparam) {
         .body()
         .expect("a new response's body is taken once");
     ResponseOutparam::set(out, Ok(response));
+    stream_out(outgoing, body).await;
+}
 
+/// Writes `body` into a WASI outgoing body (a response's or an outgoing
+/// request's) and finishes it. A streamed body is held to the current
+/// request's deadline; a whole one is not, as it needs no more work from
+/// the app (and the SDK's own 504 is written after the deadline).
+async fn stream_out(outgoing: OutgoingBody, mut body: Body) {
     let stream = outgoing.write().expect("a new body's stream is taken once");
     let complete = match body.as_full() {
         Some(bytes) if bytes.is_empty() => Ok(None),
@@ -122,7 +142,13 @@ async fn respond(response: crate::Response, out: ResponseOutparam) {
         Some(bytes) if bytes.len() <= SMALL_BODY => {
             stream.blocking_write_and_flush(bytes).map(|()| None)
         }
-        _ => write_body(&stream, &mut body).await,
+        Some(_) => write_body(&stream, &mut body).await,
+        None => {
+            let deadline = Scope::current().and_then(|scope| scope.deadline());
+            crate::deadline::within(deadline, write_body(&stream, &mut body))
+                .await
+                .unwrap_or(Err(StreamError::Closed))
+        }
     };
     drop(stream);
     if let Ok(trailers) = complete {
@@ -130,7 +156,46 @@ async fn respond(response: crate::Response, out: ResponseOutparam) {
         let _ = OutgoingBody::finish(outgoing, trailers);
     }
     // Otherwise dropping `outgoing` unfinished tells the host the body is
-    // incomplete, so the client does not take a truncated body as whole.
+    // incomplete, so the other side does not take a truncated body as whole.
+}
+
+/// Sends an outgoing request with `wasi:http/outgoing-handler`.
+async fn send(request: crate::Request) -> Result<crate::Response, crate::client::Error> {
+    let (parts, body) = request.into_parts();
+    let target = super::Target::of(&parts.uri);
+    let fields = Fields::from_list(&super::response_fields(&parts.headers, &body))
+        .map_err(|_| super::invalid_request("headers", &target))?;
+    let request = OutgoingRequest::new(fields);
+    address(&request, &parts.method, &target)?;
+    let outgoing = request.body().expect("a new request's body is taken once");
+    let pending = wasip2::http::outgoing_handler::handle(request, options(&parts))
+        .map_err(|code| client_error(code, &target.authority))?;
+    // The body goes out while the response is awaited: a backend may answer
+    // only once it has read the whole upload.
+    spawn_scoped(stream_out(outgoing, body));
+    let response = loop {
+        if let Some(response) = pending.get() {
+            break response;
+        }
+        executor::ready(pending.subscribe()).await;
+    };
+    let response = response
+        .expect("a future-incoming-response is read once")
+        .map_err(|code| client_error(code, &target.authority))?;
+    let status = response.status();
+    let headers = response.headers().entries();
+    let hint = super::announced_size(&headers);
+    let body = Body::from_source(IncomingBody::unread(move || response.consume()), hint);
+    super::build_response(status, headers, body, &target.authority)
+}
+
+/// Runs `task` beside the current one, in the current request's scope when
+/// there is one (the scope then lasts until the task ends).
+fn spawn_scoped(task: impl Future<Output = ()> + 'static) {
+    match Scope::current() {
+        Some(scope) => executor::spawn(Box::pin(scope.enter(task))),
+        None => executor::spawn(Box::pin(task)),
+    }
 }
 
 /// Largest body written with one `blocking-write-and-flush`: 4096 bytes,
@@ -174,11 +239,13 @@ async fn flush(stream: &OutputStream) -> Result<(), StreamError> {
     stream.check_write().map(drop)
 }
 
-/// A request body as the host streams it.
+/// An incoming request's body or an outgoing call's response body, as the
+/// host streams it.
 enum IncomingBody {
     /// Not read yet. Opening the body costs host calls that a handler
-    /// which never reads it should not pay.
-    Unread(IncomingRequest),
+    /// which never reads it should not pay. Holds `consume` of the request
+    /// or response.
+    Unread(Box<dyn FnOnce() -> Result<WasiIncomingBody, ()>>),
     Reading {
         // Declared before `body`: a stream must be dropped before its body.
         stream: InputStream,
@@ -190,14 +257,17 @@ enum IncomingBody {
 const READ_SIZE: u64 = 16 * 1024;
 
 impl IncomingBody {
+    fn unread(consume: impl FnOnce() -> Result<WasiIncomingBody, ()> + 'static) -> Self {
+        IncomingBody::Unread(Box::new(consume))
+    }
+
     /// Opens the body stream, on the first read.
     fn open(&mut self) -> Result<(), BodyError> {
         match std::mem::replace(self, IncomingBody::Ended) {
-            IncomingBody::Unread(request) => {
-                let (stream, body) = request
-                    .consume()
+            IncomingBody::Unread(consume) => {
+                let (stream, body) = consume()
                     .and_then(|body| Ok((body.stream()?, body)))
-                    .map_err(|()| BodyError::new("request body already taken"))?;
+                    .map_err(|()| BodyError::new("body already taken"))?;
                 *self = IncomingBody::Reading { stream, body };
             }
             opened => *self = opened,
@@ -232,9 +302,7 @@ impl Source for IncomingBody {
             };
             drop(stream); // before its body
             if let Some(message) = failed {
-                return Some(Err(BodyError::new(format!(
-                    "request body failed: {message}"
-                ))));
+                return Some(Err(BodyError::new(format!("body failed: {message}"))));
             }
             trailers(WasiIncomingBody::finish(body)).await
         })
@@ -249,9 +317,7 @@ async fn trailers(future: FutureTrailers) -> Option<Result<Frame<bytes::Bytes>, 
             Some(super::trailer_map(trailers.entries()).map(Frame::trailers))
         }
         Some(Ok(Ok(None))) => None,
-        Some(Ok(Err(code))) => Some(Err(BodyError::new(format!(
-            "request body failed: {code:?}"
-        )))),
+        Some(Ok(Err(code))) => Some(Err(BodyError::new(format!("body failed: {code:?}")))),
         // Ready, so never `None`; taken once, so never `Err`.
         Some(Err(())) | None => None,
     }

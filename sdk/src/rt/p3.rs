@@ -3,7 +3,9 @@
 //! Each request is a component-model task; requests on one instance
 //! interleave at every `.await`, which is why the scope travels with futures.
 //! The response goes back as soon as the handler returns it, and its body is
-//! written by a task that stays in the request's scope.
+//! written by a task that stays in the request's scope. Outgoing calls go
+//! through `wasi:http/client@0.3.0`; dropping one cancels its subtask, and
+//! the host closes the connection.
 
 use super::{Runtime, world_conversions};
 use crate::body::{BodyError, NextFrame, Source};
@@ -17,7 +19,7 @@ use wasip3::http::types::{Fields, Request, Response, Trailers};
 use wasip3::wit_bindgen::{FutureReader, FutureWriter, StreamReader, StreamResult, StreamWriter};
 use wasip3::{wit_future, wit_stream};
 
-world_conversions!(wasip3::http::types);
+world_conversions!(wasip3::http::types, Request);
 
 struct P3;
 
@@ -30,6 +32,13 @@ impl Runtime for P3 {
 
     fn spawn(&self, task: super::LocalFuture) {
         wasip3::spawn_local(task);
+    }
+
+    fn send(
+        &self,
+        request: crate::Request,
+    ) -> super::LocalFuture<Result<crate::Response, crate::client::Error>> {
+        Box::pin(send(request))
     }
 
     fn policy_backpressure(&self, raise: bool) {
@@ -48,8 +57,12 @@ pub async fn handle<H: Serve>(
     super::install(&P3);
     let handler = crate::instance::handler(make);
     let request = into_http(request)?;
-    let scope = Scope::open(policy, super::request_id_header(request.headers()));
-    let response = scope.enter(handler.serve(request)).await;
+    let scope = Scope::open(
+        policy,
+        super::request_id_header(request.headers()),
+        handler.deadline(&request),
+    );
+    let response = scope.respond(handler, request).await;
     from_http(response, &scope)
 }
 
@@ -60,7 +73,10 @@ fn into_http(request: Request) -> Result<crate::Request, ErrorCode> {
     let path = request.get_path_with_query();
     let headers = request.get_headers().copy_all();
     let hint = super::announced_size(&headers);
-    let body = Body::from_source(IncomingBody::Unread(request), hint);
+    let body = Body::from_source(
+        IncomingBody::unread(|done| Request::consume_body(request, done)),
+        hint,
+    );
     super::build_request(
         method,
         wasi_scheme.as_ref().map(scheme),
@@ -76,14 +92,7 @@ fn from_http(response: crate::Response, scope: &Scope) -> Result<Response, Error
     let (parts, body) = response.into_parts();
     let fields = Fields::from_list(&super::response_fields(&parts.headers, &body))
         .map_err(|e| internal_error(format!("response header rejected: {e:?}")))?;
-    let (trailers_writer, trailers) = wit_future::new(|| Ok(None));
-    let contents = if body.as_full().is_some_and(Bytes::is_empty) {
-        None
-    } else {
-        let (writer, reader) = wit_stream::new();
-        wasip3::spawn_local(scope.enter(send_body(body, writer, trailers_writer)));
-        Some(reader)
-    };
+    let (contents, trailers) = stream_out(body, Some(scope));
     let (response, _transmitted) = Response::new(fields, contents, trailers);
     // A new response is 200 already; most stay so, and skip the call.
     if parts.status != http::StatusCode::OK {
@@ -96,39 +105,106 @@ fn from_http(response: crate::Response, scope: &Scope) -> Result<Response, Error
 
 type TrailersResult = Result<Option<Trailers>, ErrorCode>;
 
+/// A body as the stream and trailers WASI takes, written by a task in
+/// `scope` (the request's, so the deadline bounds it too).
+fn stream_out(
+    body: Body,
+    scope: Option<&Scope>,
+) -> (Option<StreamReader<u8>>, FutureReader<TrailersResult>) {
+    let (trailers_writer, trailers) = wit_future::new(|| Ok(None));
+    if body.as_full().is_some_and(Bytes::is_empty) {
+        return (None, trailers);
+    }
+    let (writer, reader) = wit_stream::new();
+    // The deadline bounds the app's work. A whole body needs none (and the
+    // SDK's own 504 is written after the deadline).
+    let deadline = scope
+        .and_then(Scope::deadline)
+        .filter(|_| body.as_full().is_none());
+    let task = send_body(body, writer, trailers_writer, deadline);
+    match scope {
+        Some(scope) => wasip3::spawn_local(scope.enter(task)),
+        None => wasip3::spawn_local(task),
+    }
+    (Some(reader), trailers)
+}
+
 async fn send_body(
     mut body: Body,
     mut writer: StreamWriter<u8>,
     trailers: FutureWriter<TrailersResult>,
+    deadline: Option<std::time::Instant>,
 ) {
-    while let Some(frame) = body.frame().await {
-        let end = match frame.map(Frame::into_data) {
-            Ok(Ok(bytes)) => {
-                if !writer.write_all(bytes.into()).await.is_empty() {
-                    return; // the host stopped reading: the client is gone
+    let copy = async {
+        while let Some(frame) = body.frame().await {
+            let end = match frame.map(Frame::into_data) {
+                Ok(Ok(bytes)) => {
+                    if !writer.write_all(bytes.into()).await.is_empty() {
+                        return None; // the host stopped reading: the other side is gone
+                    }
+                    continue;
                 }
-                continue;
-            }
-            Ok(Err(frame)) => match frame.into_trailers() {
-                Ok(map) => Fields::from_list(&super::fields(&map))
-                    .map(Some)
-                    .map_err(|e| internal_error(format!("response trailer rejected: {e:?}"))),
-                Err(_) => continue, // a frame kind http-body may add later
-            },
-            Err(error) => Err(internal_error(error)),
-        };
-        drop(writer);
-        let _ = trailers.write(end).await;
-        return;
-    }
-    // Dropping the writers ends the body with the default: no trailers.
+                Ok(Err(frame)) => match frame.into_trailers() {
+                    Ok(map) => Fields::from_list(&super::fields(&map))
+                        .map(Some)
+                        .map_err(|e| internal_error(format!("trailer rejected: {e:?}"))),
+                    Err(_) => continue, // a frame kind http-body may add later
+                },
+                Err(error) => Err(internal_error(error)),
+            };
+            return Some(end);
+        }
+        None // dropping the writers ends the body with the default: no trailers
+    };
+    let end = match crate::deadline::within(deadline, copy).await {
+        Ok(None) => return,
+        Ok(Some(end)) => end,
+        // An error in place of the trailers tells the host the body is cut
+        // off, so the other side never takes it for complete.
+        Err(_) => Err(internal_error(
+            "deadline passed while the body was being written",
+        )),
+    };
+    drop(writer);
+    let _ = trailers.write(end).await;
 }
 
-/// A request body as the host streams it.
+/// Sends an outgoing request with `wasi:http/client`.
+async fn send(request: crate::Request) -> Result<crate::Response, crate::client::Error> {
+    let (parts, body) = request.into_parts();
+    let target = super::Target::of(&parts.uri);
+    let fields = Fields::from_list(&super::response_fields(&parts.headers, &body))
+        .map_err(|_| super::invalid_request("headers", &target))?;
+    let (contents, trailers) = stream_out(body, Scope::current().as_ref());
+    let (request, _transmitted) = Request::new(fields, contents, trailers, options(&parts));
+    address(&request, &parts.method, &target)?;
+    let response = wasip3::http::client::send(request)
+        .await
+        .map_err(|code| client_error(code, &target.authority))?;
+    let status = response.get_status_code();
+    let headers = response.get_headers().copy_all();
+    let hint = super::announced_size(&headers);
+    let body = Body::from_source(
+        IncomingBody::unread(|done| Response::consume_body(response, done)),
+        hint,
+    );
+    super::build_response(status, headers, body, &target.authority)
+}
+
+/// Opens a message's body: `Request::consume_body` or
+/// `Response::consume_body`, given the future that reports the guest done.
+type Consume = Box<
+    dyn FnOnce(
+        FutureReader<Result<(), ErrorCode>>,
+    ) -> (StreamReader<u8>, FutureReader<TrailersResult>),
+>;
+
+/// An incoming request's body or an outgoing call's response body, as the
+/// host streams it.
 enum IncomingBody {
     /// Not read yet. Opening the body stream costs host calls (and host
     /// work) that a handler which never reads the body should not pay.
-    Unread(Request),
+    Unread(Consume),
     Reading {
         stream: StreamReader<u8>,
         /// Says whether the upload completed, once the stream ends.
@@ -143,12 +219,21 @@ enum IncomingBody {
 const READ_SIZE: usize = 16 * 1024;
 
 impl IncomingBody {
+    fn unread(
+        consume: impl FnOnce(
+            FutureReader<Result<(), ErrorCode>>,
+        ) -> (StreamReader<u8>, FutureReader<TrailersResult>)
+        + 'static,
+    ) -> Self {
+        IncomingBody::Unread(Box::new(consume))
+    }
+
     /// Opens the body stream, on the first read.
     fn open(&mut self) {
         match std::mem::replace(self, IncomingBody::Ended) {
-            IncomingBody::Unread(request) => {
+            IncomingBody::Unread(consume) => {
                 let (done, done_reader) = wit_future::new(|| Ok(()));
-                let (stream, trailers) = Request::consume_body(request, done_reader);
+                let (stream, trailers) = consume(done_reader);
                 *self = IncomingBody::Reading {
                     stream,
                     trailers,
@@ -185,9 +270,7 @@ impl Source for IncomingBody {
                 Ok(Some(trailers)) => {
                     Some(super::trailer_map(trailers.copy_all()).map(Frame::trailers))
                 }
-                Err(code) => Some(Err(BodyError::new(format!(
-                    "request body failed: {code:?}"
-                )))),
+                Err(code) => Some(Err(BodyError::new(format!("body failed: {code:?}")))),
             }
         })
     }

@@ -6,6 +6,7 @@
 //! - `trap=1`: panic, which traps the instance
 //! - `busy_ms=N`: spin the CPU for N ms without yielding (`busy_ms=forever`)
 //! - `sleep_ms=N`: an async sleep
+//! - `deadline_ms=N`: a request deadline of N ms (reprise answers 504 past it)
 //! - `leak_kib=N`: leak N KiB of linear memory
 //! - `retire=1`: retire the instance
 //! - `hold_ms=N`: hold backpressure for N ms
@@ -33,6 +34,10 @@ fn number(request: &Request, name: &str) -> Option<u64> {
 }
 
 impl Handler for Faults {
+    fn deadline(&self, request: &Request) -> Option<Duration> {
+        number(request, "deadline_ms").map(Duration::from_millis)
+    }
+
     async fn handle(&self, request: Request) -> impl IntoResponse {
         if query_param(&request, "trap").as_deref() == Some("1") {
             panic!("trap requested");

@@ -1,0 +1,275 @@
+//! A real HTTP/1.1 backend on 127.0.0.1 for the tests of outgoing calls: a
+//! std `TcpListener` with one thread per connection and a few routes, that
+//! records which calls the caller abandoned (closed its connection) before
+//! the answer was complete.
+//!
+//! It is deliberately small and strict: HTTP/1.1 only, `content-length` or
+//! chunked request bodies, no TLS. Every wait is bounded.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Mutex;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longest a route waits for anything (a slow answer, a held body).
+const LONGEST_WAIT: Duration = Duration::from_secs(30);
+
+/// A running backend; stops accepting when dropped.
+///
+/// Routes:
+/// - `/echo…`: answers 200 with the request body, and the method, path with
+///   query and `x-test` header it saw in `x-method`, `x-path`, `x-test`;
+/// - `/stream?bytes=N`: answers N bytes of [`pattern`], chunked;
+/// - `/slow?ms=N`: answers after N ms, unless the caller closes first;
+/// - `/hold`: sends the head and a chunk at once, then a chunk every 50 ms
+///   for [`LONGEST_WAIT`], unless the caller closes first.
+pub struct Backend {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    abandoned: Mutex<Receiver<String>>,
+}
+
+impl Backend {
+    pub fn start() -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind the backend");
+        let addr = listener.local_addr().expect("backend address");
+        let (abandoned, receiver) = mpsc::channel();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                let abandoned = abandoned.clone();
+                thread::spawn(move || serve(stream, abandoned));
+            }
+        });
+        Backend {
+            addr,
+            url: format!("http://{addr}"),
+            abandoned: Mutex::new(receiver),
+        }
+    }
+
+    /// Waits up to `timeout` for the caller to abandon a request whose path
+    /// starts with `path`, and says whether it did.
+    pub fn saw_abandoned(&self, path: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let receiver = self.abandoned.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match receiver.recv_timeout(left) {
+                Ok(seen) if seen.starts_with(path) => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+/// A URL on 127.0.0.1 where nothing listens: connecting is refused.
+pub fn refusing_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind a probe port");
+    let addr = listener.local_addr().expect("probe address");
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// The bytes `/stream` sends, and that tests upload: position-dependent, so
+/// a lost or reordered chunk shows.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+fn serve(stream: TcpStream, abandoned: Sender<String>) {
+    let _ = stream.set_read_timeout(Some(LONGEST_WAIT));
+    let mut reader = BufReader::new(stream);
+    // Keep-alive: one request after another until the caller closes.
+    while let Ok(Some(request)) = read_request(&mut reader) {
+        let stream = reader.get_mut();
+        let finished = match request.path.split('?').next().unwrap_or_default() {
+            "/echo" => echo(stream, &request),
+            "/stream" => send_stream(stream, query(&request.path, "bytes")),
+            "/slow" => slow(
+                stream,
+                Duration::from_millis(query(&request.path, "ms") as u64),
+            ),
+            "/hold" => hold(stream),
+            _ => respond(stream, "404 Not Found", &[], b"no such route\n"),
+        };
+        if !finished.unwrap_or(false) {
+            let _ = abandoned.send(request.path);
+            return;
+        }
+    }
+}
+
+fn query(path: &str, name: &str) -> usize {
+    path.split_once('?')
+        .and_then(|(_, query)| {
+            query.split('&').find_map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                (key == name).then(|| value.parse().ok())?
+            })
+        })
+        .unwrap_or(0)
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or("/"),
+    );
+    let (method, path) = (method.to_owned(), path.to_owned());
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = trimmed.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            line.clear();
+            reader.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
+            if size == 0 {
+                // Trailers, then the blank line.
+                while reader.read_line(&mut line)? > 2 {
+                    line.clear();
+                }
+                break;
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            reader.read_exact(&mut body[start..])?;
+            line.clear();
+            reader.read_line(&mut line)?;
+        }
+    } else if let Some(length) = header("content-length").and_then(|v| v.parse().ok()) {
+        body.resize(length, 0);
+        reader.read_exact(&mut body)?;
+    }
+    Ok(Some(Request {
+        method,
+        path,
+        headers,
+        body,
+    }))
+}
+
+/// Writes a whole response; `Ok(true)` once it is out.
+fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<bool> {
+    let mut head = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\n", body.len());
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    stream.flush()?;
+    Ok(true)
+}
+
+fn echo(stream: &mut TcpStream, request: &Request) -> io::Result<bool> {
+    let test = request
+        .headers
+        .iter()
+        .find(|(name, _)| name == "x-test")
+        .map_or("", |(_, value)| value.as_str());
+    let headers = [
+        ("x-method", request.method.as_str()),
+        ("x-path", request.path.as_str()),
+        ("x-test", test),
+    ];
+    respond(stream, "200 OK", &headers, &request.body)
+}
+
+fn send_stream(stream: &mut TcpStream, bytes: usize) -> io::Result<bool> {
+    stream.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")?;
+    for chunk in pattern(bytes).chunks(64 * 1024) {
+        write_chunk(stream, chunk)?;
+    }
+    stream.write_all(b"0\r\n\r\n")?;
+    Ok(true)
+}
+
+fn write_chunk(stream: &mut TcpStream, chunk: &[u8]) -> io::Result<()> {
+    stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+    stream.write_all(chunk)?;
+    stream.write_all(b"\r\n")?;
+    stream.flush()
+}
+
+/// Waits `wait`, watching the connection: `Ok(false)` if the caller
+/// closed it meanwhile.
+fn caller_stays(stream: &mut TcpStream, wait: Duration) -> io::Result<bool> {
+    stream.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+    let mut byte = [0; 1];
+    let stays = match stream.read(&mut byte) {
+        Ok(0) => false,
+        Ok(_) => true, // a pipelined request; not expected here
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            true
+        }
+        Err(_) => false,
+    };
+    stream.set_read_timeout(Some(LONGEST_WAIT))?;
+    Ok(stays)
+}
+
+fn slow(stream: &mut TcpStream, wait: Duration) -> io::Result<bool> {
+    if !caller_stays(stream, wait.min(LONGEST_WAIT))? {
+        return Ok(false);
+    }
+    respond(stream, "200 OK", &[], b"slow\n")
+}
+
+fn hold(stream: &mut TcpStream) -> io::Result<bool> {
+    stream.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")?;
+    write_chunk(stream, b"partial\n")?;
+    let until = Instant::now() + LONGEST_WAIT;
+    while Instant::now() < until {
+        if !caller_stays(stream, Duration::from_millis(50))? {
+            return Ok(false);
+        }
+        write_chunk(stream, b"tick\n")?;
+    }
+    stream.write_all(b"0\r\n\r\n")?;
+    Ok(true)
+}
