@@ -33,10 +33,16 @@
 //! it on a small executor over `wasi:io` pollables, so [`sleep`], [`spawn`] and
 //! streaming bodies work in both worlds.
 //!
+//! State that must outlive a request or an instance belongs to the host:
+//! the `kv` module (feature `kv`) wraps its key-value store, and `config`
+//! (feature `config`) its configuration.
+//!
 //! Features: `p3` (for [`export_p3!`]) and `p2` (for [`export_p2!`]), both on
 //! by default. A component may turn the other world off
 //! (`default-features = false, features = ["p2"]`) to keep its bindings out
-//! of the build.
+//! of the build. `kv` and `config` are off by default: they add imports
+//! (`wasi:keyvalue`, `wasi:config`) that a host must be asked to provide
+//! (`-Skeyvalue`, `-Sconfig`).
 //!
 //! What reprise deliberately does not do: routing, JSON, outgoing HTTP. It is
 //! the layer between the host's export and your code; use any router on top.
@@ -51,6 +57,10 @@ mod rt;
 mod scope;
 
 pub mod backpressure;
+#[cfg(feature = "config")]
+pub mod config;
+#[cfg(feature = "kv")]
+pub mod kv;
 
 pub use body::{Body, BodyError, BodyWriter};
 pub use bytes;
