@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve a WASI HTTP component over HTTP/1.1.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check that a component answers the same on a reused instance as on
     /// a fresh one (a differential test of instance reuse; no server).
     Check(CheckArgs),

@@ -96,34 +96,30 @@ fn the_start_up_line_says_what_the_guest_can_reach() {
     }
 }
 
+/// Serves `guest` with `flags` and asserts it is refused in one line that
+/// names `import` and tells to add `option`.
+fn assert_refused_without(guest: &str, flags: &[&str], import: &str, option: &str) {
+    let wasm = guest_wasm(guest);
+    let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
+    args.extend(flags);
+    args.push(wasm.to_str().expect("UTF-8 path"));
+    let outcome = run_to_exit(&args, Duration::from_secs(60));
+    assert_refused(&outcome, &wasm, import);
+    let advice = format!("serve it with {option}");
+    assert!(outcome.stderr.contains(&advice), "{}", outcome.stderr);
+}
+
 #[test]
 fn a_component_importing_keyvalue_is_refused_without_the_option() {
-    let wasm = guest_wasm("kv_notes_p3");
-    let path = wasm.to_str().expect("UTF-8 path");
-    let outcome = run_to_exit(
-        &["serve", "--addr", "127.0.0.1:0", path],
-        Duration::from_secs(60),
-    );
-    assert_refused(&outcome, &wasm, "wasi:keyvalue/");
-    assert!(
-        outcome.stderr.contains("serve it with -Skeyvalue"),
-        "{}",
-        outcome.stderr
-    );
+    assert_refused_without("kv_notes_p3", &[], "wasi:keyvalue/", "-Skeyvalue");
 }
 
 #[test]
 fn a_component_importing_config_is_refused_without_the_option() {
-    let wasm = guest_wasm("host_inputs_p2");
-    let path = wasm.to_str().expect("UTF-8 path");
-    let outcome = run_to_exit(
-        &["serve", "--addr", "127.0.0.1:0", "-Skeyvalue", path],
-        Duration::from_secs(60),
-    );
-    assert_refused(&outcome, &wasm, "wasi:config/store");
-    assert!(
-        outcome.stderr.contains("serve it with -Sconfig"),
-        "{}",
-        outcome.stderr
+    assert_refused_without(
+        "host_inputs_p2",
+        &["-Skeyvalue"],
+        "wasi:config/store",
+        "-Sconfig",
     );
 }
