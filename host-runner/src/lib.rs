@@ -13,6 +13,9 @@
 //! - `keyvalue`: `wasi:keyvalue`, one in-memory store for the whole server;
 //! - [`outbound`]: which hosts a guest may send HTTP requests to;
 //! - `guest_output`: guest stdout/stderr, labelled per instance and request;
+//! - `response`: a response body may not end short of its
+//!   `content-length` or with its instance: it fails instead, so a
+//!   truncated response never looks complete;
 //! - `read_ahead`: the response's head waits for the start of its body, so
 //!   that a fault in between still gets a status and a short body goes out
 //!   in one write;
@@ -57,6 +60,7 @@ pub mod outbound;
 pub mod policy;
 mod read_ahead;
 mod request;
+mod response;
 pub mod server;
 pub mod shutdown;
 pub mod wasmtime_flags;

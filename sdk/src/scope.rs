@@ -17,6 +17,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -30,7 +31,7 @@ use std::time::Instant;
 /// ```
 #[derive(Clone, Debug)]
 pub struct RequestContext {
-    id: Rc<str>,
+    id: Arc<str>,
     started: Instant,
 }
 
@@ -279,7 +280,7 @@ macro_rules! request_local {
 
 /// An id unique within this instance and, with a random per-instance prefix,
 /// very likely across instances.
-fn generate_id() -> Rc<str> {
+fn generate_id() -> Arc<str> {
     use std::hash::{BuildHasher, RandomState};
     thread_local! {
         static PREFIX: u32 = RandomState::new().hash_one(0u8) as u32;
