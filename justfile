@@ -40,7 +40,7 @@ test: build
 
 # Build the guide (docs/book) and the SDK's rustdoc; checks links, installs mdBook if missing
 docs: setup
-    RUSTDOCFLAGS="-D warnings" cargo doc --release -p reprise --features json,tower --no-deps --target wasm32-wasip2
+    RUSTDOCFLAGS="-D warnings" cargo doc --release -p reprise --features json,tower,kv,config --no-deps --target wasm32-wasip2
     scripts/check-doc-links.py
     command -v mdbook >/dev/null || cargo install --locked mdbook
     mdbook build docs

@@ -96,8 +96,11 @@ impl LoadedComponent {
         if !exports_http_handler(&engine, &component) {
             return Err(problem(LoadErrorKind::NoHttpHandler));
         }
-        let linker =
-            host::linker(&engine).map_err(|e| problem(LoadErrorKind::Engine(one_line(&e))))?;
+        if let Some((import, option)) = import_needing_option(&engine, &component, options) {
+            return Err(problem(LoadErrorKind::NeedsOption { import, option }));
+        }
+        let linker = host::linker(&engine, &options.wasi)
+            .map_err(|e| problem(LoadErrorKind::Engine(one_line(&e))))?;
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| problem(LoadErrorKind::UnsatisfiedImport(one_line(&e))))?;
@@ -197,6 +200,10 @@ enum LoadErrorKind {
     Engine(String),
     Invalid(String),
     NoHttpHandler,
+    NeedsOption {
+        import: String,
+        option: &'static str,
+    },
     UnsatisfiedImport(String),
     HandlerMismatch(String),
 }
@@ -257,9 +264,13 @@ impl fmt::Display for LoadError {
                 f,
                 "{path} exports no HTTP handler (neither wasi:http/handler@0.3 nor wasi:http/incoming-handler@0.2); build it as an HTTP component, e.g. with the reprise SDK's export macro"
             ),
+            LoadErrorKind::NeedsOption { import, option } => write!(
+                f,
+                "{path} imports {import}, which is provided only when asked for; serve it with {option} (as with wasmtime serve)"
+            ),
             LoadErrorKind::UnsatisfiedImport(e) => write!(
                 f,
-                "{path} needs an import host-runner does not provide ({e}); host-runner provides WASI 0.2 and 0.3 (cli, clocks, filesystem, random, sockets, http), so remove the dependency or use a host that provides it"
+                "{path} needs an import host-runner does not provide ({e}); host-runner provides WASI 0.2 and 0.3 (cli, clocks, filesystem, random, sockets, http) and, with -Sconfig and -Skeyvalue, wasi:config and wasi:keyvalue, so remove the dependency or use a host that provides it"
             ),
             LoadErrorKind::HandlerMismatch(e) => write!(
                 f,
@@ -345,6 +356,28 @@ fn exports_http_handler(engine: &Engine, component: &Component) -> bool {
         name.starts_with("wasi:http/handler@0.3")
             || name.starts_with("wasi:http/incoming-handler@0.2")
     })
+}
+
+/// The first import of an interface that `serve` links only when a `-S`
+/// option asks for it, with that option, if the option is off.
+fn import_needing_option(
+    engine: &Engine,
+    component: &Component,
+    options: &ServeOptions,
+) -> Option<(String, &'static str)> {
+    component
+        .component_type()
+        .imports(engine)
+        .find_map(|(name, _)| {
+            let option = if name.starts_with("wasi:keyvalue/") && !options.wasi.keyvalue {
+                "-Skeyvalue"
+            } else if name.starts_with("wasi:config/") && !options.wasi.config {
+                "-Sconfig"
+            } else {
+                return None;
+            };
+            Some((name.to_owned(), option))
+        })
 }
 
 /// wasmtime errors carry their causes and sometimes multi-line details; a

@@ -18,7 +18,11 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use hyper::HeaderMap;
+use hyper::header::{HeaderName, HeaderValue};
+
 use crate::component::World;
+use crate::outbound::OutboundPolicy;
 use crate::policy::{GuestPolicy, Reuse};
 
 /// `wasmtime serve` 48 defaults, so that switching between the two tools does
@@ -68,6 +72,13 @@ pub struct ServeOptions {
     pub max_concurrent_connections: Option<usize>,
     /// Environment variables every instance sees.
     pub env: Vec<(String, String)>,
+    /// Headers set on every request before the component sees it,
+    /// replacing the client's values (`--header`).
+    pub request_headers: RequestHeaders,
+    /// The WASI interfaces beyond cli and http, and their settings (`-S`).
+    pub wasi: WasiOptions,
+    /// Which hosts the component may send HTTP requests to.
+    pub outbound: OutboundPolicy,
     /// Prefix each line of guest output with `stdout [instance N] :: `.
     pub logging_prefix: bool,
     /// Add `x-reprise-instance` and `x-reprise-instance-request` to
@@ -121,6 +132,9 @@ impl Default for ServeOptions {
             request_queue_timeout: DEFAULT_REQUEST_QUEUE_TIMEOUT,
             max_concurrent_connections: None,
             env: Vec::new(),
+            request_headers: RequestHeaders::default(),
+            wasi: WasiOptions::default(),
+            outbound: OutboundPolicy::default(),
             logging_prefix: true,
             debug_headers: false,
             metrics_addr: None,
@@ -131,6 +145,47 @@ impl Default for ServeOptions {
             log_format: LogFormat::Text,
             threads: None,
             ignore_guest_policy: false,
+        }
+    }
+}
+
+/// The WASI interfaces `serve` provides beyond all of WASI cli and http
+/// (which it always links), as `wasmtime serve`'s `-S` options set them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WasiOptions {
+    /// Link `wasi:config/store@0.2.0-rc.1` (`-Sconfig`).
+    pub config: bool,
+    /// The variables `wasi:config` answers with (`-Sconfig-var=KEY=VALUE`).
+    pub config_vars: Vec<(String, String)>,
+    /// Link `wasi:keyvalue@0.2.0-draft` (store, atomics, batch) to one
+    /// in-memory store shared by every instance (`-Skeyvalue`).
+    pub keyvalue: bool,
+    /// What the store holds at start-up
+    /// (`-Skeyvalue-in-memory-data=KEY=VALUE`).
+    pub keyvalue_data: Vec<(String, String)>,
+    /// Writes to a p2 outgoing body's stream that are buffered
+    /// (`-Shttp-outgoing-body-buffer-chunks`; wasmtime's default when `None`).
+    pub http_outgoing_body_buffer_chunks: Option<usize>,
+    /// Largest single write to a p2 outgoing body's stream
+    /// (`-Shttp-outgoing-body-chunk-size`; wasmtime's default when `None`).
+    pub http_outgoing_body_chunk_size: Option<usize>,
+}
+
+/// Headers that replace the client's on every request (`--header`), in the
+/// order given; a name given twice keeps both values, as in `wasmtime
+/// serve`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestHeaders(pub Vec<(HeaderName, HeaderValue)>);
+
+impl RequestHeaders {
+    /// Removes every client value of each configured name, then adds the
+    /// configured values.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        for (name, _) in &self.0 {
+            headers.remove(name);
+        }
+        for (name, value) in &self.0 {
+            headers.append(name, value.clone());
         }
     }
 }
@@ -164,6 +219,12 @@ pub struct EffectiveConfig {
     pub max_concurrent_connections: Option<usize>,
     /// Environment variables every instance sees.
     pub env: Vec<(String, String)>,
+    /// Headers set on every request before the component sees it.
+    pub request_headers: RequestHeaders,
+    /// The WASI interfaces beyond cli and http, and their settings.
+    pub wasi: WasiOptions,
+    /// Which hosts the component may send HTTP requests to.
+    pub outbound: OutboundPolicy,
     /// Prefix guest output lines with the instance id.
     pub logging_prefix: bool,
     /// Add the reuse-observing response headers.
@@ -303,6 +364,9 @@ impl EffectiveConfig {
             request_queue_timeout: options.request_queue_timeout,
             max_concurrent_connections: options.max_concurrent_connections.map(|n| n.max(1)),
             env: options.env.clone(),
+            request_headers: options.request_headers.clone(),
+            wasi: options.wasi.clone(),
+            outbound: options.outbound.clone(),
             logging_prefix: options.logging_prefix,
             debug_headers: options.debug_headers,
             max_request_body_size: options.max_request_body_size,

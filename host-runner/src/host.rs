@@ -1,28 +1,55 @@
 //! Per-instance host state (the `T` of `Store<T>`), the stores that hold it,
 //! and the linker that provides WASI to both HTTP worlds.
 //!
-//! Everything an instance can reach from the host is decided here, and the
-//! store keeps count of the instance's linear memory and holds each memory
-//! to `--max-memory-size`. This module does not decide when instances are
-//! created, reused or dropped (that is the worker module).
+//! Everything an instance can reach from the host is decided here: WASI cli
+//! and http always, `wasi:config` and `wasi:keyvalue` when `-S` asks, and
+//! outgoing HTTP as the outbound policy allows. The store keeps count of the
+//! instance's linear memory and holds each memory to `--max-memory-size`.
+//! What outlives an instance (the key-value store, the configuration) lives
+//! in [`HostServices`], shared by every store. This module does not decide
+//! when instances are created, reused or dropped (that is the worker
+//! module).
 
 use std::sync::Arc;
 
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::config::{EffectiveConfig, LogFormat};
+use crate::config::{EffectiveConfig, LogFormat, WasiOptions};
 use crate::guest_output::{GuestOutput, HostStream, OutputStyle, RequestLabels};
+use crate::keyvalue::{self, KeyValueStore};
+use crate::outbound::HttpHooks;
 
 /// The host side of one component instance.
 pub struct Host {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
+    hooks: HttpHooks,
+    services: Arc<HostServices>,
     memory: MemoryMeter,
     labels: Arc<RequestLabels>,
+}
+
+/// What every instance of a server shares, and so what outlives any one
+/// of them: the key-value store and the configuration variables.
+pub(crate) struct HostServices {
+    keyvalue: KeyValueStore,
+    config: WasiConfigVariables,
+}
+
+impl HostServices {
+    /// Fresh services for a server configured with `config`: the store
+    /// holds the `-Skeyvalue-in-memory-data` seed.
+    pub(crate) fn new(config: &EffectiveConfig) -> Arc<Self> {
+        Arc::new(Self {
+            keyvalue: KeyValueStore::new(&config.wasi.keyvalue_data),
+            config: WasiConfigVariables::from_iter(config.wasi.config_vars.iter().cloned()),
+        })
+    }
 }
 
 impl Host {
@@ -93,26 +120,37 @@ impl WasiView for Host {
 impl WasiHttpView for Host {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
-            // Default hooks: standard forbidden headers, outgoing requests
-            // sent by wasmtime's own client.
-            hooks: Default::default(),
+            // Standard forbidden headers; outgoing requests sent by
+            // wasmtime's own client where the outbound policy allows.
+            hooks: &mut self.hooks,
             table: &mut self.table,
             ctx: &mut self.http,
         }
     }
 }
 
-/// A linker providing all of WASI 0.2 and 0.3 plus `wasi:http` for both.
+/// A linker providing all of WASI 0.2 and 0.3 plus `wasi:http` for both,
+/// and `wasi:config` and `wasi:keyvalue` when `wasi` enables them.
 ///
 /// All of p2 `wasi:cli` is included, not just the proxy world's imports,
 /// because Rust std on `wasm32-wasip2` imports `wasi:cli/environment`,
-/// `exit` and `terminal-*` even in HTTP components.
-pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<Host>> {
+/// `exit` and `terminal-*` even in HTTP components. `wasi:config` and
+/// `wasi:keyvalue` have no p3 version yet; their (synchronous) p2
+/// interfaces serve p3 components as well.
+pub(crate) fn linker(engine: &Engine, wasi: &WasiOptions) -> wasmtime::Result<Linker<Host>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    if wasi.config {
+        wasmtime_wasi_config::add_to_linker(&mut linker, |host: &mut Host| {
+            WasiConfig::from(&host.services.config)
+        })?;
+    }
+    if wasi.keyvalue {
+        keyvalue::add_to_linker(&mut linker, |host: &mut Host| &host.services.keyvalue)?;
+    }
     Ok(linker)
 }
 
@@ -128,8 +166,9 @@ pub(crate) fn new_store(
     engine: &Engine,
     instance_id: u64,
     config: &EffectiveConfig,
+    services: &Arc<HostServices>,
 ) -> Store<Host> {
-    new_store_with_stdout(engine, instance_id, config, HostStream::Stdout)
+    new_store_with_stdout(engine, instance_id, config, services, HostStream::Stdout)
 }
 
 /// [`new_store`], with the guest's stdout sent to the host's `stdout`
@@ -138,6 +177,7 @@ pub(crate) fn new_store_with_stdout(
     engine: &Engine,
     instance_id: u64,
     config: &EffectiveConfig,
+    services: &Arc<HostServices>,
     stdout: HostStream,
 ) -> Store<Host> {
     let style = match (config.log_format, config.logging_prefix) {
@@ -162,6 +202,12 @@ pub(crate) fn new_store_with_stdout(
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
+            hooks: HttpHooks {
+                policy: config.outbound.clone(),
+                p2_outgoing_body_buffer_chunks: config.wasi.http_outgoing_body_buffer_chunks,
+                p2_outgoing_body_chunk_size: config.wasi.http_outgoing_body_chunk_size,
+            },
+            services: services.clone(),
             memory: MemoryMeter {
                 bytes: 0,
                 limits: memory_limits(config),

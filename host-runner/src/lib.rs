@@ -8,7 +8,10 @@
 //! - `request`: request ids, in-flight accounting, the body-size limit;
 //! - `worker`: the `ProxyHandler` traits: instance creation, reuse
 //!   limits, timeouts, why each instance was dropped;
-//! - `host`: per-instance WASI state, the memory limit and the linker;
+//! - `host`: per-instance WASI state, the memory limit, the linker, and the
+//!   services every instance shares;
+//! - `keyvalue`: `wasi:keyvalue`, one in-memory store for the whole server;
+//! - [`outbound`]: which hosts a guest may send HTTP requests to;
 //! - `guest_output`: guest stdout/stderr, labelled per instance and request;
 //! - `response`: a response body may not end short of its
 //!   `content-length` or with its instance: it fails instead, so a
@@ -21,6 +24,8 @@
 //! - [`policy`]: the guest's `reprise:reuse-policy`;
 //! - `engine`: wasmtime engine, allocator and its pools, epoch ticker;
 //! - [`config`]: options as given and as applied (the policy as a ceiling);
+//! - [`wasmtime_flags`]: `wasmtime serve`'s spellings (`-S`, `-W`,
+//!   `--header`, `--env NAME`) read into those options;
 //! - [`logging`]: host-runner's own log lines (text or JSON).
 //!
 //! Beside them, [`check`] drives instances directly, without the server, to
@@ -48,21 +53,25 @@ pub mod config;
 mod engine;
 mod guest_output;
 mod host;
+mod keyvalue;
 pub mod logging;
 mod metrics;
+pub mod outbound;
 pub mod policy;
 mod read_ahead;
 mod request;
 mod response;
 pub mod server;
 pub mod shutdown;
+pub mod wasmtime_flags;
 mod worker;
 
 pub use component::{LoadError, LoadedComponent, World};
 pub use config::{
-    EffectiveConfig, HumanDuration, HumanSize, LogFormat, Origin, ServeOptions, parse_duration,
-    parse_size,
+    EffectiveConfig, HumanDuration, HumanSize, LogFormat, Origin, RequestHeaders, ServeOptions,
+    WasiOptions, parse_duration, parse_size,
 };
 pub use engine::Allocator;
+pub use outbound::{OutboundPolicy, OutboundRule};
 pub use server::{INSTANCE_HEADER, INSTANCE_REQUEST_HEADER, Server};
 pub use shutdown::Shutdown;

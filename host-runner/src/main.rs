@@ -14,15 +14,18 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use host_runner::check::{self, CheckOptions, DEFAULT_IGNORED_HEADERS, Probe, Report};
 use host_runner::config::{
     DEFAULT_MAX_INSTANCES, DEFAULT_MAX_MEMORY_SIZE, DEFAULT_MAX_REQUEST_BODY_SIZE,
 };
 use host_runner::policy::GuestPolicy;
+use host_runner::wasmtime_flags::{
+    self, WasiList, WasmList, guest_env, parse_env, parse_header_arg,
+};
 use host_runner::{
-    Allocator, HumanDuration, HumanSize, LoadedComponent, LogFormat, ServeOptions, Server,
-    Shutdown, parse_duration, parse_size,
+    Allocator, HumanDuration, HumanSize, LoadedComponent, LogFormat, OutboundPolicy, OutboundRule,
+    RequestHeaders, ServeOptions, Server, Shutdown, parse_duration, parse_size,
 };
 use regex_lite::Regex;
 
@@ -38,7 +41,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve a WASI HTTP component over HTTP/1.1.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check that a component answers the same on a reused instance as on
     /// a fresh one (a differential test of instance reuse; no server).
     Check(CheckArgs),
@@ -124,9 +127,43 @@ struct ServeArgs {
     threads: Option<u32>,
 
     /// Environment variable for the component (repeatable). `NAME` alone
-    /// passes on the host's value.
+    /// passes on the host's value, or leaves it unset if the host has none.
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
-    env: Vec<(String, String)>,
+    env: Vec<(String, Option<String>)>,
+
+    /// Set a request header before the component sees it, replacing the
+    /// client's (repeatable): `NAME: VALUE`, or `@FILE` with one header per
+    /// line.
+    #[arg(short = 'H', long = "header", value_name = "HEADER", value_parser = parse_header_arg)]
+    headers: Vec<RequestHeaders>,
+
+    /// WASI options, as for `wasmtime serve` (repeatable, comma-separated):
+    /// config, config-var=KEY=VALUE, keyvalue,
+    /// keyvalue-in-memory-data=KEY=VALUE, http-outgoing-body-buffer-chunks=N,
+    /// http-outgoing-body-chunk-size=N; cli, http and p3 are always on.
+    #[arg(short = 'S', long = "wasi", value_name = "KEY[=VAL[,..]]", value_parser = WasiList::parse)]
+    wasi: Vec<WasiList>,
+
+    /// WebAssembly options, as for `wasmtime serve` (repeatable,
+    /// comma-separated): timeout=DURATION (as --request-timeout),
+    /// max-memory-size=SIZE (as --max-memory-size).
+    #[arg(short = 'W', long = "wasm", value_name = "KEY[=VAL[,..]]", value_parser = WasmList::parse)]
+    wasm: Vec<WasmList>,
+
+    /// Let the component send HTTP requests to HOST (repeatable): `HOST`
+    /// (any port), `HOST:PORT`, `[IPv6]:PORT`, or `*` for any host; others
+    /// are refused with HTTP-request-denied [default: any host].
+    #[arg(
+        long = "allow-outbound",
+        value_name = "HOST[:PORT]",
+        conflicts_with = "deny_outbound"
+    )]
+    allow_outbound: Vec<OutboundRule>,
+
+    /// Refuse every HTTP request the component sends
+    /// (HTTP-request-denied).
+    #[arg(long)]
+    deny_outbound: bool,
 
     /// Print guest output as is, without the `stdout [instance N request
     /// ID] :: ` prefix (text log format only).
@@ -168,25 +205,48 @@ enum LogFormatArg {
 }
 
 impl ServeArgs {
-    fn options(&self) -> ServeOptions {
-        ServeOptions {
+    /// The options the flags ask for; an error names two flags that
+    /// disagree (a `-W` option and the flag it stands for).
+    fn options(&self) -> Result<ServeOptions, String> {
+        let wasm = wasmtime_flags::wasm_options(&self.wasm);
+        let request_timeout = one_of(
+            self.request_timeout,
+            "--request-timeout",
+            wasm.timeout,
+            "-Wtimeout",
+        )?;
+        let max_memory_size = one_of(
+            self.max_memory_size,
+            "--max-memory-size",
+            wasm.max_memory_size,
+            "-Wmax-memory-size",
+        )?;
+        Ok(ServeOptions {
             addr: self.addr,
             shutdown_addr: self.shutdown_addr,
             max_instance_reuse_count: self.max_instance_reuse_count,
             max_instance_concurrent_reuse_count: self.max_instance_concurrent_reuse_count,
             idle_instance_timeout: self.idle_instance_timeout,
-            request_timeout: self.request_timeout,
+            request_timeout,
             max_concurrent_requests: self.max_concurrent_requests,
             request_queue_timeout: self.request_queue_timeout,
             max_concurrent_connections: self.max_concurrent_connections,
-            env: self.env.clone(),
+            env: guest_env(&self.env),
+            request_headers: RequestHeaders(
+                self.headers
+                    .iter()
+                    .flat_map(|h| h.0.iter().cloned())
+                    .collect(),
+            ),
+            wasi: wasmtime_flags::wasi_options(&self.wasi),
+            outbound: OutboundPolicy::from_flags(self.allow_outbound.clone(), self.deny_outbound),
             logging_prefix: !self.no_logging_prefix,
             debug_headers: self.debug_headers,
             metrics_addr: self.metrics_addr,
             max_request_body_size: self
                 .max_request_body_size
                 .unwrap_or(DEFAULT_MAX_REQUEST_BODY_SIZE),
-            max_memory_size: self.max_memory_size.unwrap_or(DEFAULT_MAX_MEMORY_SIZE),
+            max_memory_size: max_memory_size.unwrap_or(DEFAULT_MAX_MEMORY_SIZE),
             max_instances: self.max_instances,
             header_read_timeout: Some(self.header_read_timeout),
             log_format: match self.log_format {
@@ -195,7 +255,23 @@ impl ServeArgs {
             },
             threads: self.threads.map(|n| n as usize),
             ignore_guest_policy: self.ignore_guest_policy,
-        }
+        })
+    }
+}
+
+/// The value given by either of two spellings of one setting; both may be
+/// given only if they agree.
+fn one_of<T: PartialEq>(
+    flag: Option<T>,
+    flag_name: &str,
+    wasmtime: Option<T>,
+    wasmtime_name: &str,
+) -> Result<Option<T>, String> {
+    match (flag, wasmtime) {
+        (Some(a), Some(b)) if a != b => Err(format!(
+            "{flag_name} and {wasmtime_name} set the same limit to different values; keep one"
+        )),
+        (a, b) => Ok(a.or(b)),
     }
 }
 
@@ -240,9 +316,9 @@ struct CheckArgs {
     ignore_body: Vec<Regex>,
 
     /// Environment variable for the component (repeatable). `NAME` alone
-    /// passes on the host's value.
+    /// passes on the host's value, or leaves it unset if the host has none.
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
-    env: Vec<(String, String)>,
+    env: Vec<(String, Option<String>)>,
 
     /// Report format: lines for people, or JSON for CI.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -267,28 +343,15 @@ fn parse_regex(pattern: &str) -> Result<Regex, String> {
     Regex::new(pattern).map_err(|e| one_line(&e.into()))
 }
 
-fn parse_env(text: &str) -> Result<(String, String), String> {
-    let (name, value) = match text.split_once('=') {
-        Some((name, value)) => (name, value.to_owned()),
-        None => {
-            let value = std::env::var(text).map_err(|_| {
-                format!("`{text}` is not set in host-runner's environment; pass --env {text}=VALUE")
-            })?;
-            (text, value)
-        }
-    };
-    if name.is_empty() {
-        return Err(format!(
-            "`{text}` has no variable name; expected NAME=VALUE"
-        ));
-    }
-    Ok((name.to_owned(), value))
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(&args),
+        Command::Serve(args) => match args.options() {
+            Ok(options) => serve(&args, options),
+            Err(conflict) => Cli::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, conflict)
+                .exit(),
+        },
         Command::Check(args) => return check(&args),
     };
     match result {
@@ -353,7 +416,7 @@ fn run_check(args: &CheckArgs) -> anyhow::Result<Report> {
             .chain(args.ignore_headers.iter().cloned())
             .collect(),
         ignore_body: args.ignore_body.clone(),
-        env: args.env.clone(),
+        env: guest_env(&args.env),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -365,8 +428,7 @@ fn run_check(args: &CheckArgs) -> anyhow::Result<Report> {
     report
 }
 
-fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    let options = args.options();
+fn serve(args: &ServeArgs, options: ServeOptions) -> anyhow::Result<()> {
     host_runner::logging::init(options.log_format).map_err(anyhow::Error::msg)?;
     // Load before starting anything: a component that cannot be served must
     // fail fast, not on its first request.
@@ -392,15 +454,16 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             })?),
             None => None,
         };
-        describe(&path, allocator, declared, &server);
-        if let Some(addr) = server.metrics_addr() {
-            eprintln!("Metrics on http://{addr}/metrics");
-        }
-        // Scripts look for the last two lines; keep them last and adjacent.
+        // The first lines, as `wasmtime serve` prints them: scripts (and
+        // wasmtime's own test harness) read the addresses from there.
         if let Some(addr) = shutdown_addr {
             eprintln!("Listening for shutdown on tcp://{addr}/");
         }
         eprintln!("Serving HTTP on http://{}/", server.local_addr());
+        if let Some(addr) = server.metrics_addr() {
+            eprintln!("Metrics on http://{addr}/metrics");
+        }
+        describe(&path, allocator, declared, &server);
         server.run(shutdown).await
     });
     // Instances still alive (idle, or abandoned by a forced shutdown) may be
@@ -423,9 +486,30 @@ fn describe(path: &str, allocator: Allocator, declared: Option<GuestPolicy>, ser
         (None, None) => "no guest policy".to_owned(),
     };
     let or_none = |limit: Option<String>| limit.unwrap_or_else(|| "none".to_owned());
+    // What the guest can reach besides WASI cli and http.
+    let mut reach = vec![config.outbound.to_string()];
+    if config.wasi.keyvalue {
+        reach.push(format!(
+            "wasi:keyvalue in memory, shared by all instances ({} keys seeded)",
+            config.wasi.keyvalue_data.len()
+        ));
+    }
+    if config.wasi.config {
+        reach.push(format!(
+            "wasi:config ({} variables)",
+            config.wasi.config_vars.len()
+        ));
+    }
+    if !config.request_headers.0.is_empty() {
+        reach.push(format!(
+            "{} request headers replaced (--header)",
+            config.request_headers.0.len()
+        ));
+    }
     tracing::info!(
-        "{path}: {} component, {allocator}, {policy}; max-instance-reuse-count {} ({}), max-instance-concurrent-reuse-count {} ({}), idle-instance-timeout {}, request-timeout {}, max-concurrent-requests {}, max-instances {}, max-memory-size {}, max-request-body-size {}, header-read-timeout {}, threads {}",
+        "{path}: {} component, {allocator}, {policy}; {}; max-instance-reuse-count {} ({}), max-instance-concurrent-reuse-count {} ({}), idle-instance-timeout {}, request-timeout {}, max-concurrent-requests {}, max-instances {}, max-memory-size {}, max-request-body-size {}, header-read-timeout {}, threads {}",
         config.world,
+        reach.join(", "),
         config.max_instance_reuse_count,
         config.max_instance_reuse_count_origin,
         config.max_instance_concurrent_reuse_count,

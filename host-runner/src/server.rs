@@ -563,6 +563,7 @@ async fn handle_request(
     mut request: Request<Incoming>,
 ) -> Response<ServedBody> {
     let config = &shared.config;
+    config.request_headers.apply(request.headers_mut());
     let id = shared.request_ids.assign(request.headers_mut());
     let ticket = Arc::new(RequestTicket::new(id));
     // Counted from here until the response body is sent, or until the

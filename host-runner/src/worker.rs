@@ -50,7 +50,7 @@ use wasmtime_wasi_http::handler::{
 use crate::component::{LoadedComponent, one_line};
 use crate::config::{EffectiveConfig, HumanDuration};
 use crate::guest_output::RequestLabels;
-use crate::host::{self, Host};
+use crate::host::{self, Host, HostServices};
 use crate::metrics::{Metrics, RetireReason};
 
 /// The least time instantiation is given when requests have a timeout.
@@ -244,6 +244,8 @@ impl RequestTicket {
 pub struct Instances {
     component: Arc<LoadedComponent>,
     config: Arc<EffectiveConfig>,
+    /// The key-value store and configuration every instance shares.
+    services: Arc<HostServices>,
     metrics: Arc<Metrics>,
     next_id: Arc<AtomicU64>,
     /// Instances alive or being created, against `max_instances`.
@@ -301,6 +303,7 @@ impl Instances {
     ) -> Self {
         Self {
             component: Arc::new(component),
+            services: HostServices::new(&config),
             config,
             metrics,
             next_id: Arc::new(AtomicU64::new(1)),
@@ -340,7 +343,12 @@ impl HandlerState for Instances {
         let info = Arc::new(InstanceInfo::new(
             self.next_id.fetch_add(1, Ordering::Relaxed),
         ));
-        let mut store = host::new_store(self.component.engine(), info.id, &self.config);
+        let mut store = host::new_store(
+            self.component.engine(),
+            info.id,
+            &self.config,
+            &self.services,
+        );
         let started = Instant::now();
         let instantiation = self.component.pre().instantiate_async(&mut store);
         // Instantiation runs guest code (start functions, static

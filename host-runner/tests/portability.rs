@@ -31,6 +31,7 @@ fn interface_names(name: &str) -> (Vec<String>, Vec<String>) {
 
 const P3_SAMPLES: [&str; 11] = [
     "hello_p3",
+    "kv_notes_p3",
     "sleep_p3",
     "counter_p3",
     "serial_p3",
@@ -67,6 +68,24 @@ fn p2_samples_import_only_wasi_0_2_and_export_only_the_incoming_handler() {
             "{name} imports something beyond WASI 0.2: {imports:?}"
         );
         assert_eq!(exports, ["wasi:http/incoming-handler@0.2.12"], "{name}");
+    }
+}
+
+#[test]
+fn only_components_that_use_the_host_store_import_it() {
+    // The workspace builds every guest with reprise's `kv` and `config`
+    // features on (cargo unifies them), so this also shows that unused
+    // wrappers add no imports.
+    let imports_of = |name| interface_names(name).0;
+    for name in P3_SAMPLES.iter().chain(&P2_SAMPLES) {
+        let imports = imports_of(name);
+        let keyvalue = imports.iter().any(|i| i.starts_with("wasi:keyvalue/"));
+        let config = imports.iter().any(|i| i.starts_with("wasi:config/"));
+        assert_eq!(
+            (keyvalue, config),
+            (*name == "kv_notes_p3", false),
+            "{name}: {imports:?}"
+        );
     }
 }
 

@@ -39,11 +39,17 @@
 //! `Service`) under the same reuse policy, and with `json`, `Json` reads
 //! and writes JSON.
 //!
+//! State that must outlive a request or an instance belongs to the host:
+//! the `kv` module (feature `kv`) wraps its key-value store, and `config`
+//! (feature `config`) its configuration.
+//!
 //! Features: `p3` (for [`export_p3!`]) and `p2` (for [`export_p2!`]), both on
 //! by default. A component may turn the other world off
 //! (`default-features = false, features = ["p2"]`) to keep its bindings out
 //! of the build. `json` adds `Json`; `tower` adds `service = …` to the
-//! export macros.
+//! export macros. `kv` and `config` add `reprise::kv` and
+//! `reprise::config`, and imports (`wasi:keyvalue`, `wasi:config`) that a
+//! host must be asked to provide (`-Skeyvalue`, `-Sconfig`).
 //!
 //! Handlers call other services with [`client::send`], bounded by
 //! [`timeout`] and by the request's [deadline](Handler::deadline); a call
@@ -71,6 +77,10 @@ mod sync;
 
 pub mod backpressure;
 pub mod client;
+#[cfg(feature = "config")]
+pub mod config;
+#[cfg(feature = "kv")]
+pub mod kv;
 
 pub use body::{Body, BodyError, BodyWriter};
 pub use bytes;

@@ -20,6 +20,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ use super::probe::Probe;
 use crate::component::{LoadedComponent, one_line};
 use crate::config::{EffectiveConfig, HumanDuration};
 use crate::guest_output::HostStream;
-use crate::host::{self, Host};
+use crate::host::{self, Host, HostServices};
 
 /// Response bodies longer than this are cut off and the request reported as
 /// failed, so a guest streaming forever cannot fill the host's memory.
@@ -187,6 +188,7 @@ pub(crate) struct Driver<'a> {
     component: &'a LoadedComponent,
     probes: &'a [Probe],
     config: EffectiveConfig,
+    services: Arc<HostServices>,
     request_timeout: Duration,
     next_id: u64,
 }
@@ -202,10 +204,12 @@ impl<'a> Driver<'a> {
             env: env.to_vec(),
             ..crate::ServeOptions::default()
         };
+        let config = EffectiveConfig::resolve(&options, component.world());
         Self {
             component,
             probes,
-            config: EffectiveConfig::resolve(&options, component.world()),
+            services: HostServices::new(&config),
+            config,
             request_timeout,
             next_id: 1,
         }
@@ -229,6 +233,7 @@ impl<'a> Driver<'a> {
             self.component.engine(),
             id,
             &self.config,
+            &self.services,
             HostStream::Stderr,
         );
         let instantiation = self.component.pre().instantiate_async(&mut store);

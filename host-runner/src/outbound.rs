@@ -1,0 +1,266 @@
+//! Which hosts a component may send HTTP requests to (`--allow-outbound`,
+//! `--deny-outbound`), and the `wasi:http` hooks that hold p2 and p3 guests
+//! to it.
+//!
+//! The default is any host, as with `wasmtime serve`, so that switching
+//! hosts changes nothing; an operator narrows it. A refused request fails in
+//! the guest with `wasi:http`'s `HTTP-request-denied` error and never
+//! reaches the network. Hosts are matched by name as the guest wrote them in
+//! the URL (`localhost` and `127.0.0.1` are different rules): nothing is
+//! resolved, so an allowed name is exactly what the guest may connect to.
+//!
+//! This module does not govern `wasi:sockets`: host-runner grants guests no
+//! socket addresses at all, so outgoing HTTP is the only way out.
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+
+use hyper::Uri;
+use hyper::http::uri::Scheme;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Which hosts outgoing HTTP requests may go to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum OutboundPolicy {
+    /// Any host and port (the default, as in `wasmtime serve`).
+    #[default]
+    Any,
+    /// No outgoing requests at all (`--deny-outbound`).
+    Deny,
+    /// Only hosts matching one of these (`--allow-outbound`, repeatable).
+    Allow(Vec<OutboundRule>),
+}
+
+/// One `--allow-outbound` value: `HOST`, `HOST:PORT`, `*` or `*:PORT`;
+/// IPv6 addresses in brackets (`[::1]:8080`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundRule {
+    /// Lower-cased host name or address, without brackets; `None` for `*`.
+    host: Option<String>,
+    /// `None`: any port.
+    port: Option<u16>,
+}
+
+impl OutboundPolicy {
+    /// The policy the flags ask for: `deny` wins over nothing, and an empty
+    /// allow-list leaves the default (any host).
+    pub fn from_flags(allow: Vec<OutboundRule>, deny: bool) -> Self {
+        match (deny, allow.is_empty()) {
+            (true, _) => OutboundPolicy::Deny,
+            (false, true) => OutboundPolicy::Any,
+            (false, false) => OutboundPolicy::Allow(allow),
+        }
+    }
+
+    /// Whether a request to `uri` may be sent; a URI without a host is left
+    /// to `wasi:http` to refuse as invalid.
+    pub fn allows(&self, uri: &Uri) -> bool {
+        let rules = match self {
+            OutboundPolicy::Any => return true,
+            OutboundPolicy::Deny => return false,
+            OutboundPolicy::Allow(rules) => rules,
+        };
+        let Some(host) = uri.host() else {
+            return false;
+        };
+        let host = unbracket(host).to_ascii_lowercase();
+        let port = uri.port_u16().unwrap_or(match uri.scheme() {
+            Some(scheme) if *scheme == Scheme::HTTP => 80,
+            _ => 443,
+        });
+        rules.iter().any(|rule| {
+            rule.host.as_ref().is_none_or(|allowed| *allowed == host)
+                && rule.port.is_none_or(|allowed| allowed == port)
+        })
+    }
+}
+
+impl fmt::Display for OutboundPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutboundPolicy::Any => f.write_str("outbound HTTP to any host"),
+            OutboundPolicy::Deny => f.write_str("no outbound HTTP (--deny-outbound)"),
+            OutboundPolicy::Allow(rules) => {
+                f.write_str("outbound HTTP only to ")?;
+                for (i, rule) in rules.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{rule}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl fmt::Display for OutboundRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            None => f.write_str("*")?,
+            Some(host) if host.contains(':') => write!(f, "[{host}]")?,
+            Some(host) => f.write_str(host)?,
+        }
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FromStr for OutboundRule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let invalid = || {
+            format!(
+                "invalid outbound host `{text}`: expected HOST, HOST:PORT, [IPv6]:PORT or * (any host), e.g. 127.0.0.1:8080"
+            )
+        };
+        let (host, port) = match text.strip_prefix('[') {
+            Some(rest) => {
+                let (host, after) = rest.split_once(']').ok_or_else(invalid)?;
+                match after {
+                    "" => (host, None),
+                    _ => (host, Some(after.strip_prefix(':').ok_or_else(invalid)?)),
+                }
+            }
+            None => match text.rsplit_once(':') {
+                // A bare IPv6 address has several colons and no port.
+                Some((host, port)) if !host.contains(':') => (host, Some(port)),
+                _ => (text, None),
+            },
+        };
+        let port = match port {
+            Some(port) => Some(port.parse::<u16>().map_err(|_| invalid())?),
+            None => None,
+        };
+        let host = match host {
+            "*" => None,
+            "" => return Err(invalid()),
+            host if host.contains(['/', '@', ' ']) => return Err(invalid()),
+            host => Some(host.to_ascii_lowercase()),
+        };
+        Ok(OutboundRule { host, port })
+    }
+}
+
+fn unbracket(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// The `wasi:http` hooks of one instance: the outbound policy, and the p2
+/// outgoing-body buffering set with `-S`.
+pub(crate) struct HttpHooks {
+    pub(crate) policy: OutboundPolicy,
+    pub(crate) p2_outgoing_body_buffer_chunks: Option<usize>,
+    pub(crate) p2_outgoing_body_chunk_size: Option<usize>,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    hyper::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for HttpHooks {
+    fn send_request(
+        &mut self,
+        request: hyper::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> SendFuture {
+        _ = fut;
+        if !self.policy.allows(request.uri()) {
+            tracing::debug!(
+                "outbound HTTP to {} refused: {}",
+                request.uri(),
+                self.policy
+            );
+            return Box::new(async { Err(Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        self.p2_outgoing_body_buffer_chunks
+            .unwrap_or(wasmtime_wasi_http::p2::DEFAULT_OUTGOING_BODY_BUFFER_CHUNKS)
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        self.p2_outgoing_body_chunk_size
+            .unwrap_or(wasmtime_wasi_http::p2::DEFAULT_OUTGOING_BODY_CHUNK_SIZE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(rules: &[&str]) -> OutboundPolicy {
+        let rules = rules.iter().map(|r| r.parse().expect("a valid rule"));
+        OutboundPolicy::from_flags(rules.collect(), false)
+    }
+
+    fn allows(policy: &OutboundPolicy, uri: &str) -> bool {
+        policy.allows(&uri.parse().expect("a valid URI"))
+    }
+
+    #[test]
+    fn a_rule_without_a_port_allows_every_port_of_that_host_only() {
+        let policy = policy(&["127.0.0.1"]);
+        assert!(allows(&policy, "http://127.0.0.1:9/"));
+        assert!(allows(&policy, "http://127.0.0.1/"));
+        assert!(!allows(&policy, "http://127.0.0.2:9/"));
+        assert!(!allows(&policy, "http://localhost:9/"));
+    }
+
+    #[test]
+    fn a_rule_with_a_port_allows_that_port_only_and_default_ports_count() {
+        let policy = policy(&["localhost:8080", "Example.COM:443", "[::1]:80"]);
+        assert!(allows(&policy, "http://LOCALHOST:8080/x"));
+        assert!(!allows(&policy, "http://localhost:8081/x"));
+        assert!(allows(&policy, "https://example.com/"));
+        assert!(!allows(&policy, "http://example.com/"));
+        assert!(allows(&policy, "http://[::1]/"));
+    }
+
+    #[test]
+    fn star_allows_any_host_and_deny_allows_none() {
+        assert!(allows(&policy(&["*"]), "http://anything:1/"));
+        assert!(allows(&policy(&["*:8080"]), "http://anything:8080/"));
+        assert!(!allows(&policy(&["*:8080"]), "http://anything:8081/"));
+        let deny = OutboundPolicy::from_flags(Vec::new(), true);
+        assert!(!allows(&deny, "http://127.0.0.1/"));
+        assert!(allows(&OutboundPolicy::default(), "http://127.0.0.1/"));
+    }
+
+    #[test]
+    fn malformed_rules_are_refused_with_an_example() {
+        for bad in ["", "host:port", "http://x", "[::1", "a:99999", "a b"] {
+            let error = bad.parse::<OutboundRule>().expect_err(bad);
+            assert!(error.contains("e.g. 127.0.0.1:8080"), "{error}");
+        }
+        assert_eq!(
+            "[::1]:8080".parse::<OutboundRule>().map(|r| r.to_string()),
+            Ok("[::1]:8080".to_owned())
+        );
+    }
+}
