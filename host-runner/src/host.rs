@@ -14,7 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::config::{EffectiveConfig, LogFormat};
-use crate::guest_output::{GuestOutput, HostStream, OutputStyle, RequestLabels};
+use crate::guest_output::{GuestOutput, HostStream, OutputStyle, RequestLabels, StderrTail};
 
 /// The host side of one component instance.
 pub struct Host {
@@ -23,6 +23,7 @@ pub struct Host {
     http: WasiHttpCtx,
     memory: MemoryMeter,
     labels: Arc<RequestLabels>,
+    stderr_tail: Option<Arc<StderrTail>>,
 }
 
 impl Host {
@@ -36,6 +37,12 @@ impl Host {
     /// together.
     pub(crate) fn linear_memory_bytes(&self) -> usize {
         self.memory.bytes
+    }
+
+    /// The panic the guest printed last, if its stderr is kept (`check`)
+    /// and it printed one since the last call.
+    pub(crate) fn take_panic_message(&self) -> Option<String> {
+        self.stderr_tail.as_ref()?.take_panic()
     }
 }
 
@@ -129,16 +136,27 @@ pub(crate) fn new_store(
     instance_id: u64,
     config: &EffectiveConfig,
 ) -> Store<Host> {
-    new_store_with_stdout(engine, instance_id, config, HostStream::Stdout)
+    store(engine, instance_id, config, HostStream::Stdout, None)
 }
 
-/// [`new_store`], with the guest's stdout sent to the host's `stdout`
-/// stream: `check` keeps its own stdout for the report.
-pub(crate) fn new_store_with_stdout(
+/// [`new_store`] as `check` needs it: the guest's stdout goes to the host's
+/// stderr (stdout is the report's), and the tail of its stderr is kept so
+/// that a trap can be reported with the guest's panic message.
+pub(crate) fn new_store_for_check(
+    engine: &Engine,
+    instance_id: u64,
+    config: &EffectiveConfig,
+) -> Store<Host> {
+    let tail = Some(Arc::new(StderrTail::default()));
+    store(engine, instance_id, config, HostStream::Stderr, tail)
+}
+
+fn store(
     engine: &Engine,
     instance_id: u64,
     config: &EffectiveConfig,
     stdout: HostStream,
+    stderr_tail: Option<Arc<StderrTail>>,
 ) -> Store<Host> {
     let style = match (config.log_format, config.logging_prefix) {
         (LogFormat::Json, _) => OutputStyle::Events,
@@ -148,12 +166,19 @@ pub(crate) fn new_store_with_stdout(
     let labels = RequestLabels::new(instance_id);
     let wasi = WasiCtxBuilder::new()
         .envs(&config.env)
-        .stdout(GuestOutput::new(stdout, "stdout", style, labels.clone()))
+        .stdout(GuestOutput::new(
+            stdout,
+            "stdout",
+            style,
+            labels.clone(),
+            None,
+        ))
         .stderr(GuestOutput::new(
             HostStream::Stderr,
             "stderr",
             style,
             labels.clone(),
+            stderr_tail.clone(),
         ))
         .build();
     let mut store = Store::new(
@@ -167,6 +192,7 @@ pub(crate) fn new_store_with_stdout(
                 limits: memory_limits(config),
             },
             labels,
+            stderr_tail,
         },
     );
     store.limiter(|host| &mut host.memory);
