@@ -479,9 +479,22 @@ fn recorded_bodies_are_kept_up_to_64_kib_and_non_text_is_left_out_with_a_comment
 #[test]
 fn the_same_seed_gives_the_same_report() {
     let flags = ["--seed", "42", "--path", "/x", "--path", "/y"];
+    // The seed fixes the orders. How far concurrent requests overlap also
+    // depends on where the epoch ticks land in guest code, which a loaded
+    // machine moves, so that one number is left out.
+    let findings_in_order = |report: Value| {
+        let mut findings = report["findings"].clone();
+        for finding in findings.as_array_mut().unwrap() {
+            finding["first"]
+                .as_object_mut()
+                .unwrap()
+                .remove("in_flight");
+        }
+        findings
+    };
     let (_, first) = check_json("leaky_counter_p3", &flags);
     let (_, second) = check_json("leaky_counter_p3", &flags);
-    assert_eq!(first["findings"], second["findings"]);
+    assert_eq!(findings_in_order(first), findings_in_order(second));
 }
 
 #[test]
