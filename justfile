@@ -34,13 +34,13 @@ demo: build
     @echo "Try: curl http://127.0.0.1:8080/"
     {{host}} serve --addr 127.0.0.1:8080 {{guests}}/hello_p3.wasm
 
-# Run the whole test suite: SDK unit and doc tests, then end to end over HTTP
+# Run the whole test suite: SDK unit and doc tests (every feature), then end to end over HTTP
 test: build
-    cargo test --release -p reprise -p host-runner
+    cargo test --release -p reprise -p host-runner --features reprise/json,reprise/tower
 
 # Build the guide (docs/book) and the SDK's rustdoc; checks links, installs mdBook if missing
 docs: setup
-    RUSTDOCFLAGS="-D warnings" cargo doc --release -p reprise --no-deps --target wasm32-wasip2
+    RUSTDOCFLAGS="-D warnings" cargo doc --release -p reprise --features json,tower --no-deps --target wasm32-wasip2
     scripts/check-doc-links.py
     command -v mdbook >/dev/null || cargo install --locked mdbook
     mdbook build docs

@@ -18,7 +18,7 @@ use wasmtime_wasi_http::handler::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre as P2ProxyPre;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
-use crate::config::ServeOptions;
+use crate::config::{HumanSize, ServeOptions};
 use crate::engine::{self, Allocator, PoolSizing};
 use crate::host::{self, Host};
 use crate::policy::{self, GuestPolicy, PolicyError};
@@ -82,8 +82,7 @@ impl LoadedComponent {
             path: path.to_path_buf(),
             kind,
         };
-        let bytes = std::fs::read(path).map_err(|e| problem(LoadErrorKind::Unreadable(e)))?;
-        classify_binary(&bytes).map_err(problem)?;
+        let bytes = read_component_file(path).map_err(problem)?;
         let policy = policy::read(&bytes).map_err(|e| problem(LoadErrorKind::Policy(e)))?;
 
         let sizing = PoolSizing::for_component(&bytes, options.max_instances);
@@ -189,6 +188,8 @@ pub struct LoadError {
 #[derive(Debug)]
 enum LoadErrorKind {
     Unreadable(io::Error),
+    NotAFile,
+    TooLarge(u64),
     NotWasm,
     CoreModule,
     UnknownWasmVersion([u8; 4]),
@@ -218,6 +219,16 @@ impl fmt::Display for LoadError {
             LoadErrorKind::Unreadable(e) => write!(
                 f,
                 "{path}: cannot read the file ({e}); check the path and its permissions"
+            ),
+            LoadErrorKind::NotAFile => write!(
+                f,
+                "{path} is not a regular file (a directory, a device or a pipe); pass the path of a component file (.wasm)"
+            ),
+            LoadErrorKind::TooLarge(size) => write!(
+                f,
+                "{path} is {}, more than the {} a component file may be; check the path",
+                HumanSize(*size),
+                HumanSize(MAX_COMPONENT_SIZE)
             ),
             LoadErrorKind::NotWasm => write!(
                 f,
@@ -261,6 +272,46 @@ impl fmt::Display for LoadError {
 /// The message already includes the underlying error, so no `source` is
 /// reported: printing the chain would repeat it.
 impl std::error::Error for LoadError {}
+
+/// Largest component file loaded. Real components are tens of MiB at most;
+/// the cap keeps a wrong path (a disk image, a log) from being read whole
+/// into memory before it is refused.
+const MAX_COMPONENT_SIZE: u64 = 512 << 20;
+
+/// Reads the component file at `path`, refusing before reading it whole
+/// what cannot be one: anything but a regular file (reading `/dev/zero`
+/// never ends, opening a FIFO waits for a writer), a file that does not
+/// start like a component, a file over [`MAX_COMPONENT_SIZE`].
+fn read_component_file(path: &Path) -> Result<Vec<u8>, LoadErrorKind> {
+    use std::io::Read as _;
+
+    let metadata = std::fs::metadata(path).map_err(LoadErrorKind::Unreadable)?;
+    if !metadata.is_file() {
+        return Err(LoadErrorKind::NotAFile);
+    }
+    let file = std::fs::File::open(path).map_err(LoadErrorKind::Unreadable)?;
+    let mut bytes = Vec::new();
+    let mut preamble = file.take(8);
+    preamble
+        .read_to_end(&mut bytes)
+        .map_err(LoadErrorKind::Unreadable)?;
+    classify_binary(&bytes)?;
+    if metadata.len() > MAX_COMPONENT_SIZE {
+        return Err(LoadErrorKind::TooLarge(metadata.len()));
+    }
+    // One byte more than the limit tells a file at the limit from one past
+    // it, should it have grown since `metadata`.
+    let mut rest = preamble
+        .into_inner()
+        .take(MAX_COMPONENT_SIZE + 1 - bytes.len() as u64);
+    bytes.reserve(metadata.len().saturating_sub(8) as usize);
+    rest.read_to_end(&mut bytes)
+        .map_err(LoadErrorKind::Unreadable)?;
+    if bytes.len() as u64 > MAX_COMPONENT_SIZE {
+        return Err(LoadErrorKind::TooLarge(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
 
 /// Checks the 8-byte preamble so that the common mistakes (a text file, a
 /// core module) get a precise message instead of a parser error.

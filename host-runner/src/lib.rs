@@ -12,6 +12,9 @@
 //!   limits, timeouts, why each instance was dropped;
 //! - `host`: per-instance WASI state, the memory limit and the linker;
 //! - `guest_output`: guest stdout/stderr, labelled per instance and request;
+//! - `response`: a response body may not end short of its
+//!   `content-length` or with its instance: it fails instead, so a
+//!   truncated response never looks complete;
 //! - `read_ahead`: the response's head waits for the start of its body, so
 //!   that a fault in between still gets a status and a short body goes out
 //!   in one write;
@@ -53,6 +56,7 @@ pub mod policy;
 mod read_ahead;
 mod record;
 mod request;
+mod response;
 pub mod server;
 pub mod shutdown;
 mod worker;

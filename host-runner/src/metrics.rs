@@ -38,15 +38,19 @@ pub(crate) enum RetireReason {
     /// The guest stopped taking requests itself: its reuse policy, held
     /// backpressure or `retire()`.
     Guest,
+    /// Guest work outlived its requests past the grace (post-response work,
+    /// or a request whose client left and that never finished).
+    Lingering,
 }
 
 impl RetireReason {
-    const ALL: [RetireReason; 5] = [
+    const ALL: [RetireReason; 6] = [
         RetireReason::ReuseLimit,
         RetireReason::Idle,
         RetireReason::Trap,
         RetireReason::Timeout,
         RetireReason::Guest,
+        RetireReason::Lingering,
     ];
 
     pub(crate) fn label(self) -> &'static str {
@@ -56,6 +60,7 @@ impl RetireReason {
             RetireReason::Trap => "trap",
             RetireReason::Timeout => "timeout",
             RetireReason::Guest => "guest",
+            RetireReason::Lingering => "lingering",
         }
     }
 }
@@ -121,6 +126,7 @@ pub(crate) struct Metrics {
     instances_retired: [AtomicU64; RetireReason::ALL.len()],
     requests: [AtomicU64; Outcome::ALL.len()],
     requests_in_flight: AtomicI64,
+    responses_cut_off: AtomicU64,
     instance_requests: Histogram,
     request_duration: Histogram,
     instantiation_duration: Histogram,
@@ -134,6 +140,7 @@ impl Default for Metrics {
             instances_retired: Default::default(),
             requests: Default::default(),
             requests_in_flight: AtomicI64::new(0),
+            responses_cut_off: AtomicU64::new(0),
             instance_requests: Histogram::new(REQUESTS_PER_INSTANCE),
             request_duration: Histogram::new(REQUEST_SECONDS),
             instantiation_duration: Histogram::new(INSTANTIATION_SECONDS),
@@ -172,18 +179,20 @@ impl Metrics {
         self.requests_in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A request was answered (its outcome is known).
-    pub(crate) fn request_answered(&self, outcome: Outcome) {
-        self.requests[outcome as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A request is over: its response was sent (or the client went away),
-    /// `took` after it arrived. `answered` tells whether it got an outcome.
-    pub(crate) fn request_done(&self, took: Duration, answered: bool) {
+    /// A request is over: its response was sent or cut off (or the client
+    /// went away), `took` after it arrived; `outcome` if it got one.
+    pub(crate) fn request_done(&self, took: Duration, outcome: Option<Outcome>) {
         self.requests_in_flight.fetch_sub(1, Ordering::Relaxed);
-        if answered {
+        if let Some(outcome) = outcome {
+            self.requests[outcome as usize].fetch_add(1, Ordering::Relaxed);
             self.request_duration.observe(took.as_secs_f64());
         }
+    }
+
+    /// A response's head went out and its body was then cut off: the
+    /// connection was closed mid-body.
+    pub(crate) fn response_cut_off(&self) {
+        self.responses_cut_off.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -250,6 +259,17 @@ impl Metrics {
             out,
             "reprise_requests_in_flight {}",
             self.requests_in_flight.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "reprise_responses_cut_off_total",
+            "counter",
+            "Responses whose body failed after their head was sent; the connection was closed mid-body.",
+        );
+        let _ = writeln!(
+            out,
+            "reprise_responses_cut_off_total {}",
+            load(&self.responses_cut_off)
         );
         self.instance_requests.render(
             &mut out,
@@ -396,8 +416,7 @@ mod tests {
         let metrics = Metrics::default();
         metrics.instance_created(Duration::from_millis(3));
         metrics.request_started();
-        metrics.request_answered(Outcome::Ok);
-        metrics.request_done(Duration::from_millis(20), true);
+        metrics.request_done(Duration::from_millis(20), Some(Outcome::Ok));
         metrics.instance_retired(RetireReason::Idle, 1);
         let text = metrics.render();
         for line in [
@@ -408,6 +427,7 @@ mod tests {
             "reprise_requests_total{outcome=\"ok\"} 1",
             "reprise_requests_total{outcome=\"too_large\"} 0",
             "reprise_requests_in_flight 0",
+            "reprise_responses_cut_off_total 0",
             "reprise_instance_requests_bucket{le=\"1\"} 1",
             "reprise_instance_requests_bucket{le=\"+Inf\"} 1",
             "reprise_instance_requests_count 1",

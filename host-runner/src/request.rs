@@ -74,12 +74,13 @@ impl RequestIds {
 
 /// A request counted in `reprise_requests_in_flight` from its arrival until
 /// this is dropped (with its response body, once sent, or with the request
-/// when the client goes away first).
+/// when the client goes away first), and in `reprise_requests_total` under
+/// its outcome then.
 pub(crate) struct InFlight {
     metrics: Arc<Metrics>,
     ticket: Arc<RequestTicket>,
     started: Instant,
-    answered: bool,
+    outcome: Option<Outcome>,
 }
 
 impl InFlight {
@@ -89,7 +90,7 @@ impl InFlight {
             metrics,
             ticket,
             started: Instant::now(),
-            answered: false,
+            outcome: None,
         }
     }
 
@@ -98,11 +99,20 @@ impl InFlight {
         &self.ticket
     }
 
-    /// Records how the request ended; counted at once, so a client that has
-    /// its response can already see it in `/metrics`.
+    /// Records how the request ended, once its head is decided. It is
+    /// counted when its response is over: hyper drops the body before it
+    /// flushes the last bytes, so a client that has its response can already
+    /// see it in `/metrics`, and a body cut off on the way is not counted
+    /// as a success first.
     pub(crate) fn answer(&mut self, outcome: Outcome) {
-        self.metrics.request_answered(outcome);
-        self.answered = true;
+        self.outcome = Some(outcome);
+    }
+
+    /// The response's head went out, then its body failed: the request is
+    /// counted under `outcome` instead, and as a response cut off.
+    pub(crate) fn cut_off(&mut self, outcome: Outcome) {
+        self.metrics.response_cut_off();
+        self.outcome = Some(outcome);
     }
 }
 
@@ -110,7 +120,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.ticket.finished();
         self.metrics
-            .request_done(self.started.elapsed(), self.answered);
+            .request_done(self.started.elapsed(), self.outcome);
     }
 }
 

@@ -59,6 +59,7 @@ use crate::metrics::{self, Metrics, Outcome};
 use crate::read_ahead::read_ahead;
 use crate::record::Recorder;
 use crate::request::{InFlight, LimitedBody, RequestIds};
+use crate::response::checked;
 use crate::shutdown::Shutdown;
 use crate::worker::{InstanceLimitError, Instances, RequestTicket};
 
@@ -81,6 +82,11 @@ const MAX_HEADER_SIZE: usize = 64 << 10;
 /// instance trapped; only a guest that returns without responding, on an
 /// instance that lives on, waits this long.
 const INSTANCE_END_WAIT: Duration = Duration::from_millis(250);
+
+/// How long a forced shutdown waits for the serving threads to stop before
+/// it leaves the stuck ones behind: enough for threads that are not stuck
+/// to drop their instances.
+const FORCED_STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// What a client told to retry waits, in seconds (`Retry-After`): long
 /// enough for a request slot or an instance to free up, short enough not to
@@ -214,7 +220,9 @@ impl Server {
 
     /// Serves until `shutdown` is requested, then stops accepting, lets
     /// in-flight requests finish (or gives up on them when shutdown is
-    /// requested again), and returns.
+    /// requested again), and returns. After a second request it returns
+    /// within about a second even if a thread is stuck in guest code; that
+    /// thread is left running, for the process's exit to end.
     ///
     /// Connections are served by `threads` threads of their own, each with
     /// a single-threaded runtime and its own instances, taking connections
@@ -272,14 +280,33 @@ impl Server {
         // Each thread holds its own handle; the socket closes when the last
         // of them stops accepting.
         drop(listener);
-        let mut result = Ok(());
-        for done in threads {
-            let served = done
-                .await
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("a serving thread panicked")));
-            result = result.and(served);
+        let all_done = async {
+            let mut result = Ok(());
+            for done in threads {
+                let served = done
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a serving thread panicked")));
+                result = result.and(served);
+            }
+            result
+        };
+        // A thread running guest code that never yields (a busy loop with
+        // no request timeout to interrupt it) never gets back to its
+        // runtime, so it cannot see the shutdown at all. Asked a second
+        // time, stop waiting for it: the caller can then exit the process,
+        // which ends the thread, as a second Ctrl-C promises.
+        tokio::select! {
+            result = all_done => result,
+            () = async {
+                shutdown.forced().await;
+                tokio::time::sleep(FORCED_STOP_WAIT).await;
+            } => {
+                tracing::warn!(
+                    "stopping with guest code still running on a serving thread (a loop that never yields; --request-timeout would have interrupted it)"
+                );
+                Ok(())
+            }
         }
-        result
     }
 }
 
@@ -416,6 +443,8 @@ enum Failure {
     NoInstance,
     InstancesExhausted,
     NoResponse,
+    /// The body ended short of (or ran past) its `content-length`.
+    WrongLength,
     Overloaded,
     TooLarge,
 }
@@ -442,6 +471,10 @@ impl Failure {
             }
         } else if error.is::<TrapOrPanicError>() || error.is::<wasmtime::Trap>() {
             Failure::Trapped
+        } else if let Some(wasmtime_wasi_http::Error::HttpResponseBodySize(_)) =
+            error.downcast_ref()
+        {
+            Failure::WrongLength
         } else {
             Failure::NoResponse
         }
@@ -450,7 +483,9 @@ impl Failure {
     fn status(self) -> StatusCode {
         match self {
             Failure::TimedOut => StatusCode::GATEWAY_TIMEOUT,
-            Failure::Trapped | Failure::NoResponse => StatusCode::INTERNAL_SERVER_ERROR,
+            Failure::Trapped | Failure::NoResponse | Failure::WrongLength => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             Failure::NoInstance | Failure::InstancesExhausted | Failure::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -463,7 +498,7 @@ impl Failure {
             Failure::TimedOut => Outcome::Timeout,
             Failure::Trapped => Outcome::Trap,
             Failure::NoInstance | Failure::InstancesExhausted => Outcome::Instantiation,
-            Failure::NoResponse => Outcome::Error,
+            Failure::NoResponse | Failure::WrongLength => Outcome::Error,
             Failure::Overloaded => Outcome::Overload,
             Failure::TooLarge => Outcome::TooLarge,
         }
@@ -484,6 +519,9 @@ impl Failure {
                 "no component instance available: all instances are busy; retry later".to_owned()
             }
             (Failure::NoResponse, _) => "the component failed to produce a response".to_owned(),
+            (Failure::WrongLength, _) => {
+                "the component's response body did not match its content-length".to_owned()
+            }
             (Failure::Overloaded, _) => format!(
                 "server overloaded: all {} request slots are in use; retry later",
                 config.max_concurrent_requests.unwrap_or_default()
@@ -582,7 +620,7 @@ async fn handle_request(
     let result = match shared.handler.handle(ticket.clone(), request).await {
         // A body that fails before its first byte fails the request, while
         // its head can still say so.
-        Ok(response) => read_ahead(&method, response)
+        Ok(response) => read_ahead(&method, checked(&method, response, ticket.clone()))
             .await
             .map_err(wasmtime::Error::new),
         Err(error) => Err(error),
@@ -658,7 +696,7 @@ async fn handle_request(
     response.map(|body| ServedBody {
         body,
         _permit: permit,
-        _in_flight: in_flight,
+        in_flight,
     })
 }
 
@@ -693,7 +731,7 @@ fn refuse(
     failure.response(config).map(|body| ServedBody {
         body,
         _permit: None,
-        _in_flight: in_flight,
+        in_flight,
     })
 }
 
@@ -716,7 +754,36 @@ fn plain_text(status: StatusCode, message: String) -> Response<WasiBody> {
 struct ServedBody {
     body: WasiBody,
     _permit: Option<OwnedSemaphorePermit>,
-    _in_flight: InFlight,
+    in_flight: InFlight,
+}
+
+impl ServedBody {
+    /// The body failed after the head went out: hyper closes the connection
+    /// without ending the body, and the request counts as failed, not `ok`.
+    fn cut_off(&mut self, error: &wasmtime_wasi_http::Error) {
+        let ticket = self.in_flight.ticket();
+        let (failure, cause) = match ticket.instance() {
+            Some(instance) if instance.timed_out() => {
+                (Failure::TimedOut, "the request timed out".to_owned())
+            }
+            Some(instance) if instance.failed() => {
+                (Failure::Trapped, "the component trapped".to_owned())
+            }
+            _ => match error {
+                wasmtime_wasi_http::Error::HttpResponseBodySize(_) => (
+                    Failure::WrongLength,
+                    format!("the body did not match its content-length ({error})"),
+                ),
+                _ => (Failure::NoResponse, error.to_string()),
+            },
+        };
+        log_request!(
+            warn,
+            ticket,
+            "response cut off after its head went out: {cause}; closing the connection mid-body"
+        );
+        self.in_flight.cut_off(failure.outcome());
+    }
 }
 
 impl Body for ServedBody {
@@ -727,7 +794,11 @@ impl Body for ServedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let frame = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
+        if let Some(Err(error)) = &frame {
+            self.cut_off(error);
+        }
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -15,8 +15,16 @@
 //! and why each instance was dropped. `ProxyHandler` only reports whether a
 //! worker ended in error, so the reason is pieced together from what this
 //! module saw: the reuse limit reached, the idle timer fired, a request
-//! expired, or none of these — then the guest stopped taking requests itself
-//! (backpressure: its policy or `retire()`).
+//! expired, guest work outlived its requests (lingering), or none of these —
+//! then the guest stopped taking requests itself (backpressure: its policy
+//! or `retire()`).
+//!
+//! Work that outlives its requests gets a grace rather than a life: once
+//! every response of an instance is over (each [`RequestTicket`] says when
+//! its own is), the instance has the idle timeout (or the request timeout)
+//! to finish what its guest left running, and a request whose client left
+//! has the same grace to finish; then the instance is dropped. Without
+//! that, a task that never ends would pin its instance forever.
 //!
 //! This module does not speak HTTP (the server module turns outcomes into
 //! responses) and does not build stores (the host module does).
@@ -25,11 +33,12 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use futures::task::AtomicWaker;
+use tokio::sync::{Notify, watch};
 use tokio::time::Sleep;
 use wasmtime::component::GuestTaskId;
 use wasmtime::{Store, StoreContextMut};
@@ -62,6 +71,18 @@ pub struct InstanceInfo {
     idle_expired: AtomicBool,
     /// It accepted `max_instance_reuse_count` requests.
     reuse_limit_reached: AtomicBool,
+    /// Guest work outlived its requests past the grace: work left running
+    /// after the last response, or a request whose client left and which
+    /// never finished.
+    lingered: AtomicBool,
+    /// Requests accepted whose response is not over yet (sent, cut off, or
+    /// abandoned by the client).
+    open_responses: AtomicUsize,
+    /// When the last open response ended (the instance's creation before
+    /// any did): the grace for lingering work counts from there.
+    last_response_over: Mutex<Instant>,
+    /// The instance's expiry, waiting for `open_responses` to reach zero.
+    responses_over: AtomicWaker,
     /// Set when the instance is dropped: whether its worker ended in error.
     ended: watch::Sender<Option<bool>>,
 }
@@ -75,6 +96,10 @@ impl InstanceInfo {
             request_expired: AtomicBool::new(false),
             idle_expired: AtomicBool::new(false),
             reuse_limit_reached: AtomicBool::new(false),
+            lingered: AtomicBool::new(false),
+            open_responses: AtomicUsize::new(0),
+            last_response_over: Mutex::new(Instant::now()),
+            responses_over: AtomicWaker::new(),
             ended: watch::Sender::new(None),
         }
     }
@@ -91,6 +116,38 @@ impl InstanceInfo {
             tokio::time::timeout(wait, ended.wait_for(Option::is_some)).await,
             Ok(Ok(end)) if *end == Some(true)
         )
+    }
+
+    fn response_opened(&self) {
+        self.open_responses.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn response_over(&self) {
+        if self.open_responses.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self
+                .last_response_over
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            self.responses_over.wake();
+        }
+    }
+
+    /// When the last of the instance's responses ended, or `None` while some
+    /// are still open, in which case `cx` is woken once none is.
+    fn quiet_since(&self, cx: &Context<'_>) -> Option<Instant> {
+        self.responses_over.register(cx.waker());
+        (self.open_responses.load(Ordering::Acquire) == 0).then(|| {
+            *self
+                .last_response_over
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        })
+    }
+
+    /// Whether the instance was dropped after a failure (a trap, a
+    /// timeout): its requests' bodies end there, unfinished.
+    pub(crate) fn failed(&self) -> bool {
+        *self.ended.borrow() == Some(true)
     }
 
     /// Instances are numbered 1, 2, 3… in creation order.
@@ -117,6 +174,11 @@ pub struct RequestTicket {
     /// The serving instance's output labels, which list this request until
     /// [`RequestTicket::finished`].
     labels: OnceLock<Arc<RequestLabels>>,
+    /// [`RequestTicket::finished`] was called: the response is over, or
+    /// the client went away.
+    over: AtomicBool,
+    /// Notified once `over` is set.
+    gone: Notify,
 }
 
 impl RequestTicket {
@@ -126,6 +188,8 @@ impl RequestTicket {
             id,
             served_by: OnceLock::new(),
             labels: OnceLock::new(),
+            over: AtomicBool::new(false),
+            gone: Notify::new(),
         }
     }
 
@@ -137,8 +201,24 @@ impl RequestTicket {
     /// The request is over (response sent, or the client went away): guest
     /// output is no longer labelled with it.
     pub fn finished(&self) {
+        if self.over.swap(true, Ordering::AcqRel) {
+            return;
+        }
         if let Some(labels) = self.labels.get() {
             labels.request_finished(&self.id);
+        }
+        if let Some((instance, _)) = self.served_by.get() {
+            instance.response_over();
+        }
+        self.gone.notify_one();
+    }
+
+    /// Resolves once the request is over; see [`RequestTicket::finished`].
+    async fn over(&self) {
+        if !self.over.load(Ordering::Acquire) {
+            // `notify_one` keeps a permit, so a call between the check and
+            // this wait is not missed.
+            self.gone.notified().await;
         }
     }
 
@@ -327,9 +407,11 @@ impl InstanceWorker {
         let seen = |flag: &AtomicBool| flag.load(Ordering::Relaxed);
         match result {
             Err(_) if seen(&info.timed_out) => RetireReason::Timeout,
+            Err(_) if seen(&info.lingered) => RetireReason::Lingering,
             Err(_) => RetireReason::Trap,
             Ok(()) if seen(&info.idle_expired) => RetireReason::Idle,
             Ok(()) if seen(&info.request_expired) => RetireReason::Timeout,
+            Ok(()) if seen(&info.lingered) => RetireReason::Lingering,
             Ok(()) if seen(&info.reuse_limit_reached) => RetireReason::ReuseLimit,
             // Still allowed more requests, not idle long, no error: the
             // guest itself stopped taking requests (backpressure held by its
@@ -363,22 +445,39 @@ impl WorkerState for InstanceWorker {
         let nth = self.info.accepted.fetch_add(1, Ordering::Relaxed) + 1;
         // A ticket is handed to the handler once and accepted once, so the
         // slots are always empty here; a second `set` would be ignored anyway.
+        self.info.response_opened();
         let _ = ticket.served_by.set((self.info.clone(), nth));
+        if ticket.over.load(Ordering::Acquire) {
+            // The client left while the request was queued: nobody will
+            // finish it again.
+            self.info.response_over();
+        }
         let labels = store.data().request_labels();
         labels.request_started(ticket.id.clone());
         let _ = ticket.labels.set(labels.clone());
-        match self.config.request_timeout {
-            Some(limit) => {
-                let info = self.info.clone();
-                // The handler only lets this finish when the request has
-                // not produced a response yet: finishing means it expired.
-                Box::pin(async move {
-                    tokio::time::sleep(limit).await;
-                    info.request_expired.store(true, Ordering::Relaxed);
-                })
+        let info = self.info.clone();
+        let timeout = self.config.request_timeout;
+        let grace = lingering_grace(&self.config);
+        // The handler only lets this finish when the request has not
+        // produced a response yet: finishing means it expired. Without a
+        // timeout, a request whose client left still expires once it has
+        // had the grace to finish, so that it cannot pin its instance.
+        Box::pin(async move {
+            let abandoned = async {
+                ticket.over().await;
+                tokio::time::sleep(grace).await;
+            };
+            let expired = async {
+                match timeout {
+                    Some(limit) => tokio::time::sleep(limit).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = expired => info.request_expired.store(true, Ordering::Relaxed),
+                () = abandoned => info.lingered.store(true, Ordering::Relaxed),
             }
-            None => Box::pin(std::future::pending()),
-        }
+        })
     }
 
     fn drop(&self, store: Store<Host>, result: wasmtime::Result<()>) {
@@ -404,6 +503,15 @@ impl WorkerState for InstanceWorker {
                     .map(|t| format!(" ({})", HumanDuration(t)))
                     .unwrap_or_default()
             ),
+            (RetireReason::Lingering, _) => tracing::warn!(
+                instance = id,
+                "instance dropped: guest work outlived its requests by more than {} ({}), after {requests} request(s)",
+                HumanDuration(lingering_grace(&self.config)),
+                match self.config.request_timeout {
+                    Some(_) => "--request-timeout",
+                    None => "--idle-instance-timeout",
+                }
+            ),
             (_, Err(error)) => tracing::warn!(
                 instance = id,
                 request_id = in_flight,
@@ -419,6 +527,17 @@ impl WorkerState for InstanceWorker {
     }
 }
 
+/// How long guest work may outlive its requests: post-response work after
+/// the last response is over, or a request after its client left. The
+/// request timeout when there is one, otherwise the idle timeout: long
+/// enough for a cache update or a log line, short enough that an instance
+/// whose work never ends is dropped about as soon as an idle one.
+fn lingering_grace(config: &EffectiveConfig) -> Duration {
+    config
+        .request_timeout
+        .unwrap_or(config.idle_instance_timeout)
+}
+
 /// The `ProxyHandler`'s [`WorkerExpiration`] for one instance: polled from
 /// outside the store's event loop, so it fires even while guest code is
 /// stuck in a busy loop or a blocking host call.
@@ -426,8 +545,8 @@ pub struct InstanceExpiry {
     info: Arc<InstanceInfo>,
     request_timeout: Option<Duration>,
     idle_timeout: Duration,
-    /// The worker status the timer is armed for; re-armed when it changes.
-    armed_for: Option<(WorkerStatus, Instant)>,
+    /// The deadline the timer is armed for; re-armed when it changes.
+    armed_for: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
 }
 
@@ -451,27 +570,39 @@ impl WorkerExpiration for InstanceExpiry {
         start: Instant,
     ) -> Poll<()> {
         let this = self.get_mut();
-        let limit = match status {
-            WorkerStatus::Idle => Some(this.idle_timeout),
+        let deadline = match (status, this.request_timeout) {
+            (WorkerStatus::Idle, _) => start.checked_add(this.idle_timeout),
             // `start` is when the most recent outstanding request was
             // accepted: once it is past the timeout, every request on the
-            // instance is, and the instance can go. Post-response work gets
-            // the same allowance, so it cannot pin an instance forever.
-            WorkerStatus::Requests | WorkerStatus::PostReturn => this.request_timeout,
+            // instance is, and the instance can go. Post-response work
+            // (a body still streaming included) gets the same allowance.
+            (WorkerStatus::Requests | WorkerStatus::PostReturn, Some(limit)) => {
+                start.checked_add(limit)
+            }
+            // No timeout: requests and the bodies of their responses may
+            // take as long as their clients wait for them, but work left
+            // once every response is over gets the idle timeout, so that it
+            // cannot pin the instance forever.
+            (WorkerStatus::Requests, None) => None,
+            (WorkerStatus::PostReturn, None) => this
+                .info
+                .quiet_since(cx)
+                .and_then(|since| since.max(start).checked_add(this.idle_timeout)),
         };
-        // No limit: the worker polls again whenever its state changes, so
+        // No deadline: the worker polls again whenever its state changes
+        // (and `quiet_since` wakes it when its last response ends), so
         // there is nothing to wake up for.
-        let Some(deadline) = limit.and_then(|limit| start.checked_add(limit)) else {
+        let Some(deadline) = deadline else {
             this.armed_for = None;
             return Poll::Pending;
         };
-        if this.armed_for != Some((status, start)) {
-            let deadline = tokio::time::Instant::from_std(deadline);
+        if this.armed_for != Some(deadline) {
+            let at = tokio::time::Instant::from_std(deadline);
             match &mut this.timer {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                Some(timer) => timer.as_mut().reset(at),
+                None => this.timer = Some(Box::pin(tokio::time::sleep_until(at))),
             }
-            this.armed_for = Some((status, start));
+            this.armed_for = Some(deadline);
         }
         let Some(timer) = &mut this.timer else {
             return Poll::Pending;
@@ -479,11 +610,16 @@ impl WorkerExpiration for InstanceExpiry {
         if timer.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
-        if status == WorkerStatus::Idle {
-            this.info.idle_expired.store(true, Ordering::Relaxed);
-        } else {
-            this.info.timed_out.store(true, Ordering::Relaxed);
-        }
+        let info = &this.info;
+        let cause = match status {
+            WorkerStatus::Idle => &info.idle_expired,
+            // Every response is over: nothing but the work itself is cut.
+            WorkerStatus::PostReturn if info.open_responses.load(Ordering::Acquire) == 0 => {
+                &info.lingered
+            }
+            _ => &info.timed_out,
+        };
+        cause.store(true, Ordering::Relaxed);
         Poll::Ready(())
     }
 }

@@ -32,6 +32,47 @@ fn text_file_is_refused_as_not_webassembly() {
 }
 
 #[test]
+fn a_device_is_refused_as_not_a_regular_file() {
+    // Read blindly, /dev/zero would grow memory until the process died.
+    let path = Path::new("/dev/zero");
+    assert_refused(&serve(path), path, "is not a regular file");
+}
+
+#[test]
+fn a_fifo_is_refused_as_not_a_regular_file_without_waiting_for_a_writer() {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("component.fifo");
+    let _ = std::fs::remove_file(&path);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("cannot run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    assert_refused(&serve(&path), &path, "is not a regular file");
+}
+
+#[test]
+fn a_huge_file_is_refused_from_its_first_bytes_or_its_size_without_being_read() {
+    // Sparse files: large on paper, nothing on disk.
+    let huge = |name: &str, preamble: &[u8], size: u64| {
+        let path = scratch_file(name, preamble);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|file| file.set_len(size))
+            .expect("cannot grow a scratch file");
+        path
+    };
+    let zeros = huge("zeros.wasm", b"", 1 << 30);
+    assert_refused(&serve(&zeros), &zeros, "is not a WebAssembly binary");
+    let oversized = huge("oversized.wasm", b"\0asm\x0d\0\x01\0", 600 << 20);
+    assert_refused(
+        &serve(&oversized),
+        &oversized,
+        "is 600MiB, more than the 512MiB a component file may be",
+    );
+}
+
+#[test]
 fn core_module_is_refused_as_not_a_component() {
     let path = scratch_file("core-module.wasm", b"\0asm\x01\0\0\0");
     let outcome = serve(&path);

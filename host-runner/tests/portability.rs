@@ -29,7 +29,7 @@ fn interface_names(name: &str) -> (Vec<String>, Vec<String>) {
     (imports, exports)
 }
 
-const P3_SAMPLES: [&str; 8] = [
+const P3_SAMPLES: [&str; 10] = [
     "hello_p3",
     "sleep_p3",
     "counter_p3",
@@ -38,6 +38,8 @@ const P3_SAMPLES: [&str; 8] = [
     "retire_p3",
     "backpressure_p3",
     "limits_p3",
+    "json_api_p3",
+    "axum_p3",
 ];
 const P2_SAMPLES: [&str; 3] = ["hello_p2", "sleep_p2", "single_use_p2"];
 

@@ -1,8 +1,9 @@
 //! The export macros: the one place a component meets reprise.
 //!
 //! Each macro implements its world's export for a [`Handler`](crate::Handler)
-//! type, routes every call through reprise's entry and exit (scope, policy),
-//! and writes the reuse policy into the `reprise:reuse-policy` custom section.
+//! type (or, with the `tower` feature, a tower service), routes every call
+//! through reprise's entry and exit (scope, policy), and writes the reuse
+//! policy into the `reprise:reuse-policy` custom section.
 //! They do nothing at run time beyond calling into `rt`.
 
 /// Exports a [`Handler`](crate::Handler) as the WASIp3 `wasi:http/handler@0.3.0`
@@ -26,12 +27,42 @@
 /// # }
 /// reprise::export_p3!(App, policy = reprise::ReusePolicy::serial());
 /// ```
+///
+/// With the `tower` feature, `service = make` exports the tower service
+/// (an axum `Router`, say) that the function `make` builds, once per
+/// instance; `policy = …` works the same:
+///
+/// ```ignore
+/// fn app() -> axum::Router {
+///     axum::Router::new().route("/", axum::routing::get(|| async { "Hello, axum!" }))
+/// }
+///
+/// reprise::export_p3!(service = app);
+/// ```
 #[macro_export]
 macro_rules! export_p3 {
+    (service = $make:expr $(,)?) => {
+        $crate::export_p3!(service = $make, policy = $crate::ReusePolicy::concurrent());
+    };
+    (service = $make:expr, policy = $policy:expr $(,)?) => {
+        $crate::__export_p3!(
+            || $crate::__private::ServiceHandler::new(($make)()),
+            $policy
+        );
+    };
     ($handler:ty) => {
         $crate::export_p3!($handler, policy = $crate::ReusePolicy::concurrent());
     };
     ($handler:ty, policy = $policy:expr $(,)?) => {
+        $crate::__export_p3!(<$handler as ::core::default::Default>::default, $policy);
+    };
+}
+
+/// The body of [`export_p3!`]: `$make` builds the instance's handler.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_p3 {
+    ($make:expr, $policy:expr) => {
         const _: () = {
             $crate::__reuse_policy_section!($policy);
 
@@ -44,7 +75,7 @@ macro_rules! export_p3 {
                     $crate::__private::wasip3::http::types::Response,
                     $crate::__private::wasip3::http::types::ErrorCode,
                 > {
-                    $crate::__private::p3::handle::<$handler>(&REPRISE_REUSE_POLICY, request).await
+                    $crate::__private::p3::handle(&REPRISE_REUSE_POLICY, $make, request).await
                 }
             }
 
@@ -70,34 +101,55 @@ macro_rules! export_p3 {
 /// # }
 /// reprise::export_p2!(App, policy = reprise::ReusePolicy::never());
 /// ```
+///
+/// `service = make` exports a tower service, as with [`export_p3!`].
 #[macro_export]
 macro_rules! export_p2 {
     // A p2 export is never called concurrently: say so in the section.
+    (service = $make:expr $(,)?) => {
+        $crate::export_p2!(service = $make, policy = $crate::ReusePolicy::serial());
+    };
+    (service = $make:expr, policy = $policy:expr $(,)?) => {
+        $crate::__export_p2!(
+            || $crate::__private::ServiceHandler::new(($make)()),
+            $policy
+        );
+    };
     ($handler:ty) => {
         $crate::export_p2!($handler, policy = $crate::ReusePolicy::serial());
     };
     ($handler:ty, policy = $policy:expr $(,)?) => {
-        const _: () = {
-            $crate::__reuse_policy_section!($policy);
+        $crate::__export_p2!(<$handler as ::core::default::Default>::default, $policy);
+    };
+}
 
-            struct Export;
+/// The body of [`export_p2!`]: `$make` builds the instance's handler.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_p2 {
+    ($make:expr, $policy:expr) => {
+        const _: () =
+            {
+                $crate::__reuse_policy_section!($policy);
 
-            impl $crate::__private::wasip2::exports::http::incoming_handler::Guest for Export {
-                fn handle(
-                    request: $crate::__private::wasip2::http::types::IncomingRequest,
-                    response_out: $crate::__private::wasip2::http::types::ResponseOutparam,
-                ) {
-                    $crate::__private::p2::handle::<
-                        $handler,
-                        { REPRISE_REUSE_POLICY.retires_instances() },
-                    >(&REPRISE_REUSE_POLICY, request, response_out)
+                struct Export;
+
+                impl $crate::__private::wasip2::exports::http::incoming_handler::Guest for Export {
+                    fn handle(
+                        request: $crate::__private::wasip2::http::types::IncomingRequest,
+                        response_out: $crate::__private::wasip2::http::types::ResponseOutparam,
+                    ) {
+                        $crate::__private::p2::handle::<
+                            _,
+                            { REPRISE_REUSE_POLICY.retires_instances() },
+                        >(&REPRISE_REUSE_POLICY, $make, request, response_out)
+                    }
                 }
-            }
 
-            $crate::__private::wasip2::http::proxy::export!(
-                Export with_types_in $crate::__private::wasip2
-            );
-        };
+                $crate::__private::wasip2::http::proxy::export!(
+                    Export with_types_in $crate::__private::wasip2
+                );
+            };
     };
 }
 

@@ -5,8 +5,10 @@
 //! instance borrows the same value. This module does not deal with either
 //! world's bindings; `rt` converts at the boundary.
 
-use crate::Body;
-use http::StatusCode;
+use crate::{Body, BodyError};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use std::borrow::Cow;
 
 /// An incoming request, with a body that streams from the client.
 pub type Request = http::Request<Body>;
@@ -24,7 +26,8 @@ pub type Response = http::Response<Body>;
 /// flush anything. Under reuse many requests borrow it, on
 /// WASIp3 several at once, so `&self` is all a request gets: state that
 /// requests share must sit behind a `Cell`, `RefCell` or similar, where a
-/// reader sees it is shared. Per-request state belongs in
+/// reader sees it is shared (a [`Mutex`](crate::Mutex) if a request keeps it
+/// across an `.await`). Per-request state belongs in
 /// [`request_local!`](crate::request_local) values or local variables.
 ///
 /// ```
@@ -56,28 +59,44 @@ pub trait Handler: Default + 'static {
     fn handle(&self, request: Request) -> impl Future<Output = impl IntoResponse>;
 }
 
-/// The raw value of query parameter `name` in the request's URI, if present.
-///
-/// No percent-decoding: enough for numbers and flags, which is what samples
-/// and probes pass. Use a URL crate for anything richer.
+/// What an export serves: a [`Handler`], or (feature `tower`) a tower
+/// service. Not public API; the export macros name it.
+#[doc(hidden)]
+pub trait Serve: 'static {
+    fn serve(&'static self, request: Request) -> impl Future<Output = Response>;
+}
+
+impl<H: Handler> Serve for H {
+    async fn serve(&'static self, request: Request) -> Response {
+        self.handle(request).await.into_response()
+    }
+}
+
+/// The value of query parameter `name` in the request's URI, percent-decoded
+/// (and `+` read as a space, as browsers send forms), if present. Borrowed
+/// when there was nothing to decode.
 ///
 /// ```
-/// let request = reprise::Request::new(Default::default());
-/// assert_eq!(reprise::query_param(&request, "ms"), None);
+/// let request = reprise::http::Request::get("/search?q=caf%C3%A9+au+lait&n=2")
+///     .body(Default::default())
+///     .unwrap();
+/// assert_eq!(reprise::query_param(&request, "q").as_deref(), Some("café au lait"));
+/// assert_eq!(reprise::query_param(&request, "n").as_deref(), Some("2"));
+/// assert_eq!(reprise::query_param(&request, "page"), None);
 /// ```
-pub fn query_param<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+pub fn query_param<'a>(request: &'a Request, name: &str) -> Option<Cow<'a, str>> {
     let query = request.uri().query()?;
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then_some(value)
-    })
+    form_urlencoded::parse(query.as_bytes()).find_map(|(key, value)| (key == name).then_some(value))
 }
 
 /// Anything a handler may return.
 ///
-/// Strings and bodies become `200 OK`, a [`StatusCode`] an empty response with
-/// that status, `(StatusCode, body)` both, and a `Result` whichever side it
-/// holds, so `?` works with error types that implement this trait.
+/// Strings, bytes and bodies become `200 OK`; a [`StatusCode`] an empty
+/// response with that status; `(StatusCode, T)` and `(StatusCode, HeaderMap,
+/// T)` set the status (and add the headers) on `T`'s response; a `Result`
+/// answers with whichever side it holds, so `?` works with error types that
+/// implement this trait, such as [`BodyError`]. Any `http::Response` whose
+/// body is an [`http_body::Body`] (an axum response, say) streams as it is.
 ///
 /// ```
 /// use reprise::{IntoResponse, http::StatusCode};
@@ -92,9 +111,16 @@ pub trait IntoResponse {
     fn into_response(self) -> Response;
 }
 
-impl IntoResponse for Response {
+/// The error type of bodies a response may carry.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<B> IntoResponse for http::Response<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     fn into_response(self) -> Response {
-        self
+        self.map(Body::new)
     }
 }
 
@@ -116,16 +142,54 @@ impl IntoResponse for String {
     }
 }
 
+impl IntoResponse for Bytes {
+    fn into_response(self) -> Response {
+        Response::new(self.into())
+    }
+}
+
+impl IntoResponse for Vec<u8> {
+    fn into_response(self) -> Response {
+        Response::new(self.into())
+    }
+}
+
+impl IntoResponse for &'static [u8] {
+    fn into_response(self) -> Response {
+        Response::new(self.into())
+    }
+}
+
 impl IntoResponse for StatusCode {
     fn into_response(self) -> Response {
         (self, Body::empty()).into_response()
     }
 }
 
-impl<B: Into<Body>> IntoResponse for (StatusCode, B) {
+impl<T: IntoResponse> IntoResponse for (StatusCode, T) {
     fn into_response(self) -> Response {
-        let mut response = Response::new(self.1.into());
+        let mut response = self.1.into_response();
         *response.status_mut() = self.0;
+        response
+    }
+}
+
+/// ```
+/// use reprise::IntoResponse;
+/// use reprise::http::{HeaderMap, StatusCode, header::LOCATION};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(LOCATION, "/items/1".parse().unwrap());
+/// let response = (StatusCode::CREATED, headers, "made\n").into_response();
+/// assert_eq!(response.headers()[LOCATION], "/items/1");
+/// ```
+impl<T: IntoResponse> IntoResponse for (StatusCode, HeaderMap, T) {
+    fn into_response(self) -> Response {
+        let (status, headers, inner) = self;
+        let mut response = (status, inner).into_response();
+        // `extend` replaces a header `T` set with the one given here, and
+        // keeps every value of a repeated name.
+        response.headers_mut().extend(headers);
         response
     }
 }
@@ -136,5 +200,12 @@ impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
             Ok(ok) => ok.into_response(),
             Err(err) => err.into_response(),
         }
+    }
+}
+
+/// The error's status (`400`, or `413` past a size limit) with its message.
+impl IntoResponse for BodyError {
+    fn into_response(self) -> Response {
+        (self.status(), format!("{self}\n")).into_response()
     }
 }

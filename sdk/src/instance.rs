@@ -8,7 +8,8 @@
 //! an idle instance under permanent backpressure drops it, which is how
 //! retirement works on stock `wasmtime serve` too.
 
-use crate::{Handler, ReusePolicy, backpressure};
+use crate::handler::Serve;
+use crate::{ReusePolicy, backpressure};
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 
@@ -37,13 +38,13 @@ struct State {
     retired: bool,
 }
 
-/// The instance's handler, created on first use and kept for its lifetime.
-#[doc(hidden)]
-pub fn handler<H: Handler>() -> &'static H {
+/// The instance's handler, made by `make` on first use and kept for its
+/// lifetime.
+pub(crate) fn handler<H: Serve>(make: fn() -> H) -> &'static H {
     let handler = HANDLER.get().unwrap_or_else(|| {
         // Leaked on purpose: the handler lives exactly as long as the
         // instance, and requests borrow it as `&'static`.
-        let handler: &'static dyn Any = Box::leak(Box::new(H::default()));
+        let handler: &'static dyn Any = Box::leak(Box::new(make()));
         HANDLER.set(Some(handler));
         handler
     });

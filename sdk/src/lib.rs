@@ -33,22 +33,35 @@
 //! it on a small executor over `wasi:io` pollables, so [`sleep`], [`spawn`] and
 //! streaming bodies work in both worlds.
 //!
+//! [`Body`] is an [`http_body::Body`] and, like reprise's futures, `Send`, so
+//! the Rust web ecosystem fits on top: with the `tower` feature,
+//! `export_p3!(service = app)` exports an axum `Router` (or any tower
+//! `Service`) under the same reuse policy, and with `json`, `Json` reads
+//! and writes JSON.
+//!
 //! Features: `p3` (for [`export_p3!`]) and `p2` (for [`export_p2!`]), both on
 //! by default. A component may turn the other world off
 //! (`default-features = false, features = ["p2"]`) to keep its bindings out
-//! of the build.
+//! of the build. `json` adds `Json`; `tower` adds `service = …` to the
+//! export macros.
 //!
-//! What reprise deliberately does not do: routing, JSON, outgoing HTTP. It is
-//! the layer between the host's export and your code; use any router on top.
+//! What reprise deliberately does not do: routing, outgoing HTTP. It is the
+//! layer between the host's export and your code; use any router on top.
 #![deny(missing_docs)]
 
 mod body;
 mod export;
 mod handler;
 mod instance;
+#[cfg(feature = "json")]
+mod json;
+mod local;
 mod policy;
 mod rt;
 mod scope;
+#[cfg(feature = "tower")]
+mod service;
+mod sync;
 
 pub mod backpressure;
 
@@ -56,20 +69,25 @@ pub use body::{Body, BodyError, BodyWriter};
 pub use bytes;
 pub use handler::{Handler, IntoResponse, Request, Response, query_param};
 pub use http;
+pub use http_body;
 pub use instance::{InstanceStats, instance_stats, retire};
+#[cfg(feature = "json")]
+pub use json::Json;
 pub use policy::ReusePolicy;
 pub use rt::sleep;
 pub use scope::{RequestContext, RequestLocal, spawn};
+pub use sync::{Mutex, MutexGuard};
 
 /// Items the export macros expand to. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::instance::handler;
     pub use crate::policy::SECTION_LEN;
     #[cfg(feature = "p2")]
     pub use crate::rt::p2;
     #[cfg(feature = "p3")]
     pub use crate::rt::p3;
+    #[cfg(feature = "tower")]
+    pub use crate::service::ServiceHandler;
     #[cfg(feature = "p2")]
     pub use wasip2;
     #[cfg(feature = "p3")]

@@ -17,6 +17,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -30,7 +31,7 @@ use std::time::Instant;
 /// ```
 #[derive(Clone, Debug)]
 pub struct RequestContext {
-    id: Rc<str>,
+    id: Arc<str>,
     started: Instant,
 }
 
@@ -283,7 +284,7 @@ macro_rules! request_local {
 /// instance (std's `RandomState`, seeded from `wasi:random`) hides it. Fixed
 /// width and one alphanumeric run, so `host-runner check` masks it as one
 /// token that varies by itself, never as a leak.
-fn generate_id() -> Rc<str> {
+fn generate_id() -> Arc<str> {
     use std::hash::{BuildHasher, RandomState};
     thread_local! {
         static KEY: RandomState = RandomState::new();
@@ -302,7 +303,7 @@ mod tests {
 
     #[test]
     fn generated_ids_are_distinct_fixed_width_and_not_a_sequence() {
-        let ids: Vec<Rc<str>> = (0..100).map(|_| generate_id()).collect();
+        let ids: Vec<Arc<str>> = (0..100).map(|_| generate_id()).collect();
         for id in &ids {
             assert_eq!(id.len(), 16, "{id}");
             assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");

@@ -10,7 +10,7 @@ struct Retire;
 
 impl Handler for Retire {
     async fn handle(&self, request: Request) -> impl IntoResponse {
-        if reprise::query_param(&request, "retire") == Some("1") {
+        if reprise::query_param(&request, "retire").as_deref() == Some("1") {
             reprise::retire();
         }
         let ms = reprise::query_param(&request, "ms").and_then(|ms| ms.parse().ok());

@@ -563,6 +563,21 @@ impl HttpConnection {
     }
 
     fn read_response(&mut self, head_only: bool) -> io::Result<HttpResponse> {
+        let mut response = self.read_head()?;
+        let status = response.status;
+        if head_only || status < 200 || status == 204 || status == 304 {
+            return Ok(response);
+        }
+        response.body = self
+            .read_body(&response)
+            .map_err(|error| cut_off(status, error))?;
+        Ok(response)
+    }
+
+    /// Reads the next response's status line and headers only, leaving its
+    /// body on the connection (read it with [`HttpConnection::read_chunk`]),
+    /// for tests that watch a body arrive while the request is still open.
+    pub fn read_head(&mut self) -> io::Result<HttpResponse> {
         let status_line = self.read_line()?;
         let status: u16 = status_line
             .split(' ')
@@ -580,7 +595,7 @@ impl HttpConnection {
                 .ok_or_else(|| invalid(format!("bad header line {line:?}")))?;
             headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
         }
-        let mut response = HttpResponse {
+        let response = HttpResponse {
             status,
             headers,
             body: Vec::new(),
@@ -591,12 +606,6 @@ impl HttpConnection {
         {
             self.closed = true;
         }
-        if head_only || status < 200 || status == 204 || status == 304 {
-            return Ok(response);
-        }
-        response.body = self
-            .read_body(&response)
-            .map_err(|error| cut_off(status, error))?;
         Ok(response)
     }
 
@@ -623,23 +632,30 @@ impl HttpConnection {
 
     fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
         let mut body = Vec::new();
-        loop {
-            let size_line = self.read_line()?;
-            let size = size_line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size, 16)
-                .map_err(|_| invalid(format!("bad chunk size {size_line:?}")))?;
-            if size == 0 {
-                // Trailers, then the empty line ending the message.
-                while !self.read_line()?.is_empty() {}
-                return Ok(body);
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            self.reader.read_exact(&mut body[start..])?;
-            if !self.read_line()?.is_empty() {
-                return Err(invalid("chunk not followed by CRLF".into()));
-            }
+        while let Some(chunk) = self.read_chunk()? {
+            body.extend_from_slice(&chunk);
         }
+        Ok(body)
+    }
+
+    /// Reads one chunk of a chunked body; `None` at its last (empty) chunk,
+    /// after which the trailers have been read too.
+    pub fn read_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let size_line = self.read_line()?;
+        let size = size_line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size, 16)
+            .map_err(|_| invalid(format!("bad chunk size {size_line:?}")))?;
+        if size == 0 {
+            // Trailers, then the empty line ending the message.
+            while !self.read_line()?.is_empty() {}
+            return Ok(None);
+        }
+        let mut chunk = vec![0; size];
+        self.reader.read_exact(&mut chunk)?;
+        if !self.read_line()?.is_empty() {
+            return Err(invalid("chunk not followed by CRLF".into()));
+        }
+        Ok(Some(chunk))
     }
 
     fn read_line(&mut self) -> io::Result<String> {
@@ -661,6 +677,24 @@ fn cut_off(status: u16, error: io::Error) -> io::Error {
     io::Error::new(
         error.kind(),
         format!("{CUT_OFF} (status {status}): {error}"),
+    )
+}
+
+/// Raw bytes of one response as they came off the connection: the head (as
+/// text, up to and without the blank line) and whatever followed it.
+pub fn split_head(raw: &[u8]) -> (String, &[u8]) {
+    let end = raw
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "no complete head in {:?}",
+                String::from_utf8_lossy(&raw[..raw.len().min(200)])
+            )
+        });
+    (
+        String::from_utf8_lossy(&raw[..end]).into_owned(),
+        &raw[end + 4..],
     )
 }
 

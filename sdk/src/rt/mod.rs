@@ -43,15 +43,18 @@ fn runtime() -> &'static dyn Runtime {
 /// Waits for `duration` without blocking other requests on this instance.
 ///
 /// On WASIp3 other requests run meanwhile; on WASIp2 (one request per call)
-/// the request's own spawned tasks do. `Duration::MAX` waits forever.
+/// the request's own spawned tasks do. `Duration::MAX` waits forever. The
+/// future is `Send`, so it can be awaited inside an axum handler.
 ///
 /// ```no_run
 /// # async fn handler() {
 /// reprise::sleep(std::time::Duration::from_millis(40)).await;
 /// # }
 /// ```
-pub async fn sleep(duration: Duration) {
-    runtime().sleep(duration).await
+pub fn sleep(duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+    // The timer is made at the first poll, like an `async fn`'s body runs.
+    let timer: LocalFuture = Box::pin(async move { runtime().sleep(duration).await });
+    crate::local::Local::new(timer)
 }
 
 pub(crate) fn spawn(task: LocalFuture) {
@@ -106,22 +109,49 @@ fn build_request(
     Ok(request)
 }
 
-/// The response's headers as WASI fields, with a `content-length` added when
-/// the whole body is known, so the host need not fall back to chunking.
-fn response_fields(headers: &http::HeaderMap, body: &crate::Body) -> Vec<(String, Vec<u8>)> {
-    let mut fields: Vec<_> = headers
+/// Headers (or trailers) as WASI fields.
+fn fields(headers: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
+    headers
         .iter()
         .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect();
-    if let Some(bytes) = body.as_full()
+        .collect()
+}
+
+/// The response's headers as WASI fields, with a `content-length` added when
+/// the body's exact size is known (a whole body, or a stream such as an axum
+/// response that knows its size), so the host need not fall back to chunking.
+fn response_fields(headers: &http::HeaderMap, body: &crate::Body) -> Vec<(String, Vec<u8>)> {
+    let mut fields = fields(headers);
+    if let Some(length) = http_body::Body::size_hint(body).exact()
         && !headers.contains_key(http::header::CONTENT_LENGTH)
     {
-        fields.push((
-            "content-length".into(),
-            bytes.len().to_string().into_bytes(),
-        ));
+        fields.push(("content-length".into(), length.to_string().into_bytes()));
     }
     fields
+}
+
+/// The size a request announced in its `content-length`, as a body's hint.
+fn announced_size(headers: &[(String, Vec<u8>)]) -> http_body::SizeHint {
+    headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| std::str::from_utf8(value).ok()?.trim().parse().ok())
+        .map_or_else(http_body::SizeHint::new, http_body::SizeHint::with_exact)
+}
+
+/// Trailers the host handed over, as a `HeaderMap`; a field `http` cannot
+/// represent fails the body rather than vanishing.
+fn trailer_map(fields: Vec<(String, Vec<u8>)>) -> Result<http::HeaderMap, crate::BodyError> {
+    let mut map = http::HeaderMap::with_capacity(fields.len());
+    for (name, value) in fields {
+        let name = http::HeaderName::try_from(name);
+        let value = http::HeaderValue::try_from(value);
+        let (Ok(name), Ok(value)) = (name, value) else {
+            return Err(crate::BodyError::new("the request's trailers are invalid"));
+        };
+        map.append(name, value);
+    }
+    Ok(map)
 }
 
 /// Conversions for one world's generated `Method`, `Scheme` and `ErrorCode`:

@@ -8,15 +8,17 @@
 //! done, so post-response work still finishes inside the request.
 
 use super::{Runtime, world_conversions};
-use crate::body::{BodyError, NextChunk, Source};
+use crate::body::{BodyError, NextFrame, Source};
+use crate::handler::Serve;
 use crate::scope::Scope;
-use crate::{Body, Handler, IntoResponse, ReusePolicy};
+use crate::{Body, ReusePolicy};
+use http_body::Frame;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 use wasip2::http::types::{
-    Fields, IncomingBody as WasiIncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse,
-    ResponseOutparam,
+    Fields, FutureTrailers, IncomingBody as WasiIncomingBody, IncomingRequest, OutgoingBody,
+    OutgoingResponse, ResponseOutparam,
 };
 use wasip2::io::poll::Pollable;
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
@@ -50,24 +52,24 @@ impl<const RETIRES: bool> Runtime for P2<RETIRES> {
     }
 }
 
-/// Handles one request for the `H` exported by [`export_p2!`](crate::export_p2).
+/// Handles one request for the handler (made by `make`) that
+/// [`export_p2!`](crate::export_p2) exported.
 #[doc(hidden)]
-pub fn handle<H: Handler, const RETIRES: bool>(
+pub fn handle<H: Serve, const RETIRES: bool>(
     policy: &'static ReusePolicy,
+    make: fn() -> H,
     request: IncomingRequest,
     out: ResponseOutparam,
 ) {
     super::install(&P2::<RETIRES>);
-    let handler = crate::instance::handler::<H>();
+    let handler = crate::instance::handler(make);
     executor::run(async move {
         let request = match into_http(request) {
             Ok(request) => request,
             Err(code) => return ResponseOutparam::set(out, Err(code)),
         };
         let scope = Scope::open(policy, super::request_id_header(request.headers()));
-        let response = scope
-            .enter(async move { handler.handle(request).await.into_response() })
-            .await;
+        let response = scope.enter(handler.serve(request)).await;
         scope.enter(respond(response, out)).await;
     });
 }
@@ -78,13 +80,14 @@ fn into_http(request: IncomingRequest) -> Result<crate::Request, ErrorCode> {
     let authority = request.authority();
     let path = request.path_with_query();
     let headers = request.headers().entries();
+    let hint = super::announced_size(&headers);
     super::build_request(
         method,
         scheme.as_ref().map(self::scheme),
         authority,
         path,
         headers,
-        Body::stream(IncomingBody::Unread(request)),
+        Body::from_source(IncomingBody::Unread(request), hint),
     )
     .map_err(error_code)
 }
@@ -113,15 +116,18 @@ async fn respond(response: crate::Response, out: ResponseOutparam) {
 
     let stream = outgoing.write().expect("a new body's stream is taken once");
     let complete = match body.as_full() {
-        Some(bytes) if bytes.is_empty() => true,
+        Some(bytes) if bytes.is_empty() => Ok(None),
         // What the host must accept at once: one call instead of a round of
         // check-write, write, flush and poll.
-        Some(bytes) if bytes.len() <= SMALL_BODY => stream.blocking_write_and_flush(bytes).is_ok(),
-        _ => write_body(&stream, &mut body).await.is_ok(),
+        Some(bytes) if bytes.len() <= SMALL_BODY => {
+            stream.blocking_write_and_flush(bytes).map(|()| None)
+        }
+        _ => write_body(&stream, &mut body).await,
     };
     drop(stream);
-    if complete {
-        let _ = OutgoingBody::finish(outgoing, None);
+    if let Ok(trailers) = complete {
+        let trailers = trailers.and_then(|map| Fields::from_list(&super::fields(&map)).ok());
+        let _ = OutgoingBody::finish(outgoing, trailers);
     }
     // Otherwise dropping `outgoing` unfinished tells the host the body is
     // incomplete, so the client does not take a truncated body as whole.
@@ -131,12 +137,19 @@ async fn respond(response: crate::Response, out: ResponseOutparam) {
 /// the most that call takes.
 const SMALL_BODY: usize = 4096;
 
-async fn write_body(stream: &OutputStream, body: &mut Body) -> Result<(), StreamError> {
-    while let Some(chunk) = body.chunk().await {
-        let bytes = chunk.map_err(|_| StreamError::Closed)?;
-        write_all(stream, &bytes).await?;
+/// Writes the body's data and returns its trailers, if it has any.
+async fn write_body(
+    stream: &OutputStream,
+    body: &mut Body,
+) -> Result<Option<http::HeaderMap>, StreamError> {
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        match frame.map_err(|_| StreamError::Closed)?.into_data() {
+            Ok(bytes) => write_all(stream, &bytes).await?,
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
     }
-    flush(stream).await
+    flush(stream).await.map(|()| trailers)
 }
 
 async fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
@@ -167,9 +180,9 @@ enum IncomingBody {
     /// which never reads it should not pay.
     Unread(IncomingRequest),
     Reading {
-        // Declared before `_body`: a stream must be dropped before its body.
+        // Declared before `body`: a stream must be dropped before its body.
         stream: InputStream,
-        _body: WasiIncomingBody,
+        body: WasiIncomingBody,
     },
     Ended,
 }
@@ -184,11 +197,8 @@ impl IncomingBody {
                 let (stream, body) = request
                     .consume()
                     .and_then(|body| Ok((body.stream()?, body)))
-                    .map_err(|()| BodyError("request body already taken".into()))?;
-                *self = IncomingBody::Reading {
-                    stream,
-                    _body: body,
-                };
+                    .map_err(|()| BodyError::new("request body already taken"))?;
+                *self = IncomingBody::Reading { stream, body };
             }
             opened => *self = opened,
         }
@@ -197,7 +207,7 @@ impl IncomingBody {
 }
 
 impl Source for IncomingBody {
-    fn next_chunk(&mut self) -> NextChunk<'_> {
+    fn next_frame(&mut self) -> NextFrame<'_> {
         Box::pin(async move {
             if let Err(error) = self.open() {
                 return Some(Err(error));
@@ -205,20 +215,45 @@ impl Source for IncomingBody {
             let IncomingBody::Reading { stream, .. } = self else {
                 return None;
             };
-            let end = loop {
+            let failed = loop {
                 match stream.read(READ_SIZE) {
                     Ok(bytes) if bytes.is_empty() => executor::ready(stream.subscribe()).await,
-                    Ok(bytes) => return Some(Ok(bytes.into())),
+                    Ok(bytes) => return Some(Ok(Frame::data(bytes.into()))),
                     Err(StreamError::Closed) => break None,
                     Err(StreamError::LastOperationFailed(error)) => {
-                        let message = error.to_debug_string();
-                        break Some(Err(BodyError(format!("request body failed: {message}"))));
+                        break Some(error.to_debug_string());
                     }
                 }
             };
-            *self = IncomingBody::Ended;
-            end
+            let IncomingBody::Reading { stream, body } =
+                std::mem::replace(self, IncomingBody::Ended)
+            else {
+                return None;
+            };
+            drop(stream); // before its body
+            if let Some(message) = failed {
+                return Some(Err(BodyError::new(format!(
+                    "request body failed: {message}"
+                ))));
+            }
+            trailers(WasiIncomingBody::finish(body)).await
         })
+    }
+}
+
+/// The trailers that end a request body, as its last frame.
+async fn trailers(future: FutureTrailers) -> Option<Result<Frame<bytes::Bytes>, BodyError>> {
+    executor::ready(future.subscribe()).await;
+    match future.get() {
+        Some(Ok(Ok(Some(trailers)))) => {
+            Some(super::trailer_map(trailers.entries()).map(Frame::trailers))
+        }
+        Some(Ok(Ok(None))) => None,
+        Some(Ok(Err(code))) => Some(Err(BodyError::new(format!(
+            "request body failed: {code:?}"
+        )))),
+        // Ready, so never `None`; taken once, so never `Err`.
+        Some(Err(())) | None => None,
     }
 }
 

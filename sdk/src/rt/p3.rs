@@ -6,10 +6,12 @@
 //! written by a task that stays in the request's scope.
 
 use super::{Runtime, world_conversions};
-use crate::body::{BodyError, NextChunk, Source};
+use crate::body::{BodyError, NextFrame, Source};
+use crate::handler::Serve;
 use crate::scope::Scope;
-use crate::{Body, Handler, IntoResponse, ReusePolicy};
+use crate::{Body, ReusePolicy};
 use bytes::Bytes;
+use http_body::Frame;
 use std::time::Duration;
 use wasip3::http::types::{Fields, Request, Response, Trailers};
 use wasip3::wit_bindgen::{FutureReader, FutureWriter, StreamReader, StreamResult, StreamWriter};
@@ -35,19 +37,19 @@ impl Runtime for P3 {
     }
 }
 
-/// Handles one request for the `H` exported by [`export_p3!`](crate::export_p3).
+/// Handles one request for the handler (made by `make`) that
+/// [`export_p3!`](crate::export_p3) exported.
 #[doc(hidden)]
-pub async fn handle<H: Handler>(
+pub async fn handle<H: Serve>(
     policy: &'static ReusePolicy,
+    make: fn() -> H,
     request: Request,
 ) -> Result<Response, ErrorCode> {
     super::install(&P3);
-    let handler = crate::instance::handler::<H>();
+    let handler = crate::instance::handler(make);
     let request = into_http(request)?;
     let scope = Scope::open(policy, super::request_id_header(request.headers()));
-    let response = scope
-        .enter(async move { handler.handle(request).await.into_response() })
-        .await;
+    let response = scope.enter(handler.serve(request)).await;
     from_http(response, &scope)
 }
 
@@ -57,7 +59,8 @@ fn into_http(request: Request) -> Result<crate::Request, ErrorCode> {
     let authority = request.get_authority();
     let path = request.get_path_with_query();
     let headers = request.get_headers().copy_all();
-    let body = Body::stream(IncomingBody::Unread(request));
+    let hint = super::announced_size(&headers);
+    let body = Body::from_source(IncomingBody::Unread(request), hint);
     super::build_request(
         method,
         wasi_scheme.as_ref().map(scheme),
@@ -98,19 +101,25 @@ async fn send_body(
     mut writer: StreamWriter<u8>,
     trailers: FutureWriter<TrailersResult>,
 ) {
-    while let Some(chunk) = body.chunk().await {
-        match chunk {
-            Ok(bytes) => {
+    while let Some(frame) = body.frame().await {
+        let end = match frame.map(Frame::into_data) {
+            Ok(Ok(bytes)) => {
                 if !writer.write_all(bytes.into()).await.is_empty() {
                     return; // the host stopped reading: the client is gone
                 }
+                continue;
             }
-            Err(error) => {
-                drop(writer);
-                let _ = trailers.write(Err(internal_error(error))).await;
-                return;
-            }
-        }
+            Ok(Err(frame)) => match frame.into_trailers() {
+                Ok(map) => Fields::from_list(&super::fields(&map))
+                    .map(Some)
+                    .map_err(|e| internal_error(format!("response trailer rejected: {e:?}"))),
+                Err(_) => continue, // a frame kind http-body may add later
+            },
+            Err(error) => Err(internal_error(error)),
+        };
+        drop(writer);
+        let _ = trailers.write(end).await;
+        return;
     }
     // Dropping the writers ends the body with the default: no trailers.
 }
@@ -152,7 +161,7 @@ impl IncomingBody {
 }
 
 impl Source for IncomingBody {
-    fn next_chunk(&mut self) -> NextChunk<'_> {
+    fn next_frame(&mut self) -> NextFrame<'_> {
         Box::pin(async move {
             self.open();
             let IncomingBody::Reading { stream, .. } = self else {
@@ -162,7 +171,7 @@ impl Source for IncomingBody {
                 let (result, bytes) = stream.read(Vec::with_capacity(READ_SIZE)).await;
                 match result {
                     StreamResult::Complete(_) if bytes.is_empty() => continue,
-                    StreamResult::Complete(_) => return Some(Ok(bytes.into())),
+                    StreamResult::Complete(_) => return Some(Ok(Frame::data(bytes.into()))),
                     StreamResult::Dropped | StreamResult::Cancelled => break,
                 }
             }
@@ -172,8 +181,13 @@ impl Source for IncomingBody {
                 return None;
             };
             match trailers.await {
-                Ok(_) => None,
-                Err(code) => Some(Err(BodyError(format!("request body failed: {code:?}")))),
+                Ok(None) => None,
+                Ok(Some(trailers)) => {
+                    Some(super::trailer_map(trailers.copy_all()).map(Frame::trailers))
+                }
+                Err(code) => Some(Err(BodyError::new(format!(
+                    "request body failed: {code:?}"
+                )))),
             }
         })
     }

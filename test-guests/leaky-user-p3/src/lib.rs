@@ -18,7 +18,7 @@ impl Handler for Greeter {
     async fn handle(&self, request: Request) -> impl IntoResponse {
         let user = USER.with_borrow_mut(|cached| {
             if cached.is_none() {
-                *cached = query_param(&request, "user").map(str::to_owned);
+                *cached = query_param(&request, "user").map(|user| user.into_owned());
             }
             cached.clone()
         });

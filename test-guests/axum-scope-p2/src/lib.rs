@@ -1,0 +1,4 @@
+//! The axum-scope Router as a WASIp2 component (serial reuse, the p2
+//! default).
+
+reprise::export_p2!(service = axum_scope::app);
