@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # Installs what building and testing reprise needs, skipping what is there:
 # the wasm32-wasip2 Rust target and `just`. Safe to run any number of times.
+#
+# `just` goes into target/tools/bin (which ./just puts on PATH) when it is
+# not on PATH already: from PyPI's prebuilt `rust-just` into a directory of
+# its own, which needs no virtualenv and is allowed where the system Python
+# refuses `pip install` (PEP 668), or else built with cargo.
 set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tools="$root/target/tools"
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
-if ! command -v just >/dev/null 2>&1; then
-  # The PyPI package ships a prebuilt `just`; fall back to building it.
-  python3 -m pip install --quiet rust-just 2>/dev/null || cargo install --locked just
+if ! PATH="$tools/bin:$PATH" command -v just >/dev/null 2>&1; then
+  echo "installing just into $tools/bin" >&2
+  mkdir -p "$tools/bin"
+  if python3 -m pip install --quiet --disable-pip-version-check --target "$tools/pypi" rust-just 2>/dev/null; then
+    ln -sf "$tools/pypi/bin/just" "$tools/bin/just"
+  else
+    cargo install --locked --quiet --root "$tools" just
+  fi
 fi

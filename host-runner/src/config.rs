@@ -16,6 +16,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hyper::HeaderMap;
@@ -106,6 +107,9 @@ pub struct ServeOptions {
     /// section would, leaving the policy to the guest's own run-time
     /// enforcement (to test that enforcement).
     pub ignore_guest_policy: bool,
+    /// Append every request served to this file, in `check`'s requests
+    /// format (`check --requests` replays it).
+    pub record: Option<PathBuf>,
 }
 
 /// Default for [`ServeOptions::max_request_body_size`]: 16 MiB.
@@ -145,6 +149,7 @@ impl Default for ServeOptions {
             log_format: LogFormat::Text,
             threads: None,
             ignore_guest_policy: false,
+            record: None,
         }
     }
 }

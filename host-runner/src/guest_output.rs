@@ -12,9 +12,11 @@
 //!
 //! Lines are buffered per instance and written with a single `write_all`
 //! under the host stream's lock, so concurrent instances never interleave
-//! mid-line. This module does not rate-limit or capture guest output, and it
-//! never reports a host write failure to the guest: losing a log line is
-//! better than trapping a request because the terminal went away.
+//! mid-line. `check` also keeps the tail of each instance's stderr
+//! ([`StderrTail`]), to name the panic behind a trap. This module does not
+//! rate-limit guest output, and it never reports a host write failure to the
+//! guest: losing a log line is better than trapping a request because the
+//! terminal went away.
 
 use std::io::{self, Write};
 use std::pin::Pin;
@@ -29,6 +31,10 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 /// A line longer than this is written out without waiting for its newline,
 /// so a guest cannot grow host memory by never ending a line.
 const MAX_PENDING_LINE: usize = 64 * 1024;
+
+/// How much of an instance's stderr [`StderrTail`] keeps: a panic message
+/// and its location, with room to spare.
+const TAIL_BYTES: usize = 4096;
 
 /// Which host stream the guest's stream goes to.
 #[derive(Clone, Copy, Debug)]
@@ -87,6 +93,48 @@ impl RequestLabels {
     }
 }
 
+/// The last few KiB one instance wrote to stderr. A Rust guest that panics
+/// prints the message there just before it traps, and the trap itself only
+/// says `unreachable`: this is how `check` tells the user what went wrong.
+#[derive(Default)]
+pub(crate) struct StderrTail(Mutex<Vec<u8>>);
+
+impl StderrTail {
+    fn record(&self, bytes: &[u8]) {
+        let mut tail = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        tail.extend_from_slice(bytes);
+        let excess = tail.len().saturating_sub(TAIL_BYTES);
+        tail.drain(..excess);
+    }
+
+    /// The last panic printed, as `"MESSAGE" at FILE:LINE:COL`, forgotten
+    /// once taken so that it is pinned on one trap only.
+    pub(crate) fn take_panic(&self) -> Option<String> {
+        let mut tail = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let text = String::from_utf8_lossy(&tail).into_owned();
+        let found = panic_message(&text);
+        if found.is_some() {
+            tail.clear();
+        }
+        found
+    }
+}
+
+/// Finds the last panic in std's format: `thread 'NAME' panicked at
+/// LOCATION:` then the message, up to the `note:` about backtraces.
+fn panic_message(text: &str) -> Option<String> {
+    let start = text.rfind("panicked at ")?;
+    let rest = &text[start + "panicked at ".len()..];
+    let (location, message) = rest.split_once(":\n")?;
+    let message: Vec<&str> = message
+        .lines()
+        .take_while(|line| !line.starts_with("note: "))
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    Some(format!("{:?} at {location}", message.join(" ")))
+}
+
 /// One guest stream (stdout or stderr of one instance).
 ///
 /// Clones share the pending partial line: WASI hands out several handles to
@@ -102,15 +150,18 @@ struct LineBuffer {
     style: OutputStyle,
     labels: Arc<RequestLabels>,
     pending: Mutex<Vec<u8>>,
+    tail: Option<Arc<StderrTail>>,
 }
 
 impl GuestOutput {
-    /// Output of the guest stream `name`, written to the host's `stream`.
+    /// Output of the guest stream `name`, written to the host's `stream`,
+    /// and also kept in `tail` when there is one.
     pub(crate) fn new(
         stream: HostStream,
         name: &'static str,
         style: OutputStyle,
         labels: Arc<RequestLabels>,
+        tail: Option<Arc<StderrTail>>,
     ) -> Self {
         Self(Arc::new(LineBuffer {
             stream,
@@ -118,6 +169,7 @@ impl GuestOutput {
             style,
             labels,
             pending: Mutex::new(Vec::new()),
+            tail,
         }))
     }
 
@@ -128,6 +180,9 @@ impl GuestOutput {
 
 impl LineBuffer {
     fn write(&self, bytes: &[u8]) {
+        if let Some(tail) = &self.tail {
+            tail.record(bytes);
+        }
         // A poisoned lock only means another writer panicked mid-append; the
         // bytes are still worth printing.
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -267,4 +322,30 @@ impl OutputStream for GuestOutput {
 #[wasmtime_wasi::async_trait]
 impl Pollable for GuestOutput {
     async fn ready(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_panic_in_the_tail_is_named_with_its_location_once() {
+        let tail = StderrTail::default();
+        tail.record(b"starting\nthread '<unnamed>' panicked at src/lib.rs:3:9:\nfirst\n");
+        tail.record(b"thread '<unnamed>' panicked at src/lib.rs:21:38:\nRefCell already borrowed\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n");
+        assert_eq!(
+            tail.take_panic().as_deref(),
+            Some("\"RefCell already borrowed\" at src/lib.rs:21:38")
+        );
+        assert_eq!(tail.take_panic(), None);
+    }
+
+    #[test]
+    fn the_tail_keeps_only_its_last_bytes() {
+        let tail = StderrTail::default();
+        tail.record(&vec![b'x'; 3 * TAIL_BYTES]);
+        tail.record(b"thread 'main' panicked at a.rs:1:1:\nboom\n");
+        assert_eq!(tail.0.lock().unwrap().len(), TAIL_BYTES);
+        assert_eq!(tail.take_panic().as_deref(), Some("\"boom\" at a.rs:1:1"));
+    }
 }

@@ -19,7 +19,7 @@ use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::config::{EffectiveConfig, LogFormat, WasiOptions};
-use crate::guest_output::{GuestOutput, HostStream, OutputStyle, RequestLabels};
+use crate::guest_output::{GuestOutput, HostStream, OutputStyle, RequestLabels, StderrTail};
 use crate::keyvalue::{self, KeyValueStore};
 use crate::outbound::HttpHooks;
 
@@ -32,6 +32,7 @@ pub struct Host {
     services: Arc<HostServices>,
     memory: MemoryMeter,
     labels: Arc<RequestLabels>,
+    stderr_tail: Option<Arc<StderrTail>>,
 }
 
 /// What every instance of a server shares, and so what outlives any one
@@ -63,6 +64,12 @@ impl Host {
     /// together.
     pub(crate) fn linear_memory_bytes(&self) -> usize {
         self.memory.bytes
+    }
+
+    /// The panic the guest printed last, if its stderr is kept (`check`)
+    /// and it printed one since the last call.
+    pub(crate) fn take_panic_message(&self) -> Option<String> {
+        self.stderr_tail.as_ref()?.take_panic()
     }
 }
 
@@ -168,17 +175,29 @@ pub(crate) fn new_store(
     config: &EffectiveConfig,
     services: &Arc<HostServices>,
 ) -> Store<Host> {
-    new_store_with_stdout(engine, instance_id, config, services, HostStream::Stdout)
+    store(engine, instance_id, config, services, HostStream::Stdout, None)
 }
 
-/// [`new_store`], with the guest's stdout sent to the host's `stdout`
-/// stream: `check` keeps its own stdout for the report.
-pub(crate) fn new_store_with_stdout(
+/// [`new_store`] as `check` needs it: the guest's stdout goes to the host's
+/// stderr (stdout is the report's), and the tail of its stderr is kept so
+/// that a trap can be reported with the guest's panic message.
+pub(crate) fn new_store_for_check(
+    engine: &Engine,
+    instance_id: u64,
+    config: &EffectiveConfig,
+    services: &Arc<HostServices>,
+) -> Store<Host> {
+    let tail = Some(Arc::new(StderrTail::default()));
+    store(engine, instance_id, config, services, HostStream::Stderr, tail)
+}
+
+fn store(
     engine: &Engine,
     instance_id: u64,
     config: &EffectiveConfig,
     services: &Arc<HostServices>,
     stdout: HostStream,
+    stderr_tail: Option<Arc<StderrTail>>,
 ) -> Store<Host> {
     let style = match (config.log_format, config.logging_prefix) {
         (LogFormat::Json, _) => OutputStyle::Events,
@@ -188,12 +207,19 @@ pub(crate) fn new_store_with_stdout(
     let labels = RequestLabels::new(instance_id);
     let wasi = WasiCtxBuilder::new()
         .envs(&config.env)
-        .stdout(GuestOutput::new(stdout, "stdout", style, labels.clone()))
+        .stdout(GuestOutput::new(
+            stdout,
+            "stdout",
+            style,
+            labels.clone(),
+            None,
+        ))
         .stderr(GuestOutput::new(
             HostStream::Stderr,
             "stderr",
             style,
             labels.clone(),
+            stderr_tail.clone(),
         ))
         .build();
     let mut store = Store::new(
@@ -213,6 +239,7 @@ pub(crate) fn new_store_with_stdout(
                 limits: memory_limits(config),
             },
             labels,
+            stderr_tail,
         },
     );
     store.limiter(|host| &mut host.memory);

@@ -6,6 +6,8 @@
 //! - [`server`]: hyper front end, its serving threads, error responses,
 //!   debug headers;
 //! - `request`: request ids, in-flight accounting, the body-size limit;
+//! - `record`: `--record`, each request served appended to a file that
+//!   `check --requests` replays;
 //! - `worker`: the `ProxyHandler` traits: instance creation, reuse
 //!   limits, timeouts, why each instance was dropped;
 //! - `host`: per-instance WASI state, the memory limit, the linker, and the
@@ -59,6 +61,7 @@ mod metrics;
 pub mod outbound;
 pub mod policy;
 mod read_ahead;
+mod record;
 mod request;
 mod response;
 pub mod server;

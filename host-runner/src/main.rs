@@ -193,6 +193,12 @@ struct ServeArgs {
     #[arg(long)]
     debug_headers: bool,
 
+    /// Append every request served to FILE (method, path, headers, body up
+    /// to 64 KiB), one JSON line each: the requests file `host-runner check
+    /// --requests FILE` replays.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+
     /// The WebAssembly component to serve (.wasm).
     #[arg(value_name = "COMPONENT")]
     component: PathBuf,
@@ -255,6 +261,7 @@ impl ServeArgs {
             },
             threads: self.threads.map(|n| n as usize),
             ignore_guest_policy: self.ignore_guest_policy,
+            record: self.record.clone(),
         })
     }
 }

@@ -32,20 +32,20 @@ pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-requ
 const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// Gives each request an id: the client's `x-request-id` when it is usable,
-/// otherwise a fresh one, unique within this process and unlikely to repeat
-/// across restarts.
+/// otherwise a fresh one that reveals nothing (not how many requests the
+/// process served, not which instance serves it): a counter hashed with a
+/// key drawn at random per process.
 pub(crate) struct RequestIds {
-    /// Random per process, so ids from two runs do not collide in logs.
-    prefix: u32,
+    /// std's hasher keys are seeded randomly per process: enough to hide
+    /// the counter from a client, without a dependency.
+    key: RandomState,
     next: AtomicU64,
 }
 
 impl RequestIds {
     pub(crate) fn new() -> Self {
         Self {
-            // std's hasher keys are seeded randomly per process: enough
-            // randomness for a log-correlation prefix, without a dependency.
-            prefix: RandomState::new().hash_one(std::process::id()) as u32,
+            key: RandomState::new(),
             next: AtomicU64::new(1),
         }
     }
@@ -61,9 +61,8 @@ impl RequestIds {
             return id.into();
         }
         let id = format!(
-            "{:08x}{:08x}",
-            self.prefix,
-            self.next.fetch_add(1, Ordering::Relaxed)
+            "{:016x}",
+            self.key.hash_one(self.next.fetch_add(1, Ordering::Relaxed))
         );
         // Hex digits always make a valid header value.
         if let Ok(value) = HeaderValue::from_str(&id) {

@@ -57,6 +57,7 @@ use crate::config::{EffectiveConfig, HumanDuration, HumanSize, ServeOptions};
 use crate::engine::EpochTicker;
 use crate::metrics::{self, Metrics, Outcome};
 use crate::read_ahead::read_ahead;
+use crate::record::Recorder;
 use crate::request::{InFlight, LimitedBody, RequestIds};
 use crate::response::checked;
 use crate::shutdown::Shutdown;
@@ -108,6 +109,8 @@ struct Shared {
     request_slots: Option<Arc<Semaphore>>,
     metrics: Arc<Metrics>,
     request_ids: Arc<RequestIds>,
+    /// Where requests are recorded (`--record`).
+    recorder: Option<Arc<Recorder>>,
 }
 
 impl Shared {
@@ -121,6 +124,7 @@ impl Shared {
             request_slots: self.request_slots.clone(),
             metrics: self.metrics.clone(),
             request_ids: self.request_ids.clone(),
+            recorder: self.recorder.clone(),
         }
     }
 }
@@ -171,6 +175,17 @@ impl Server {
         let request_slots = config
             .max_concurrent_requests
             .map(|n| Arc::new(Semaphore::new(n)));
+        let recorder = match &options.record {
+            Some(path) => {
+                let recorder = Recorder::open(path)?;
+                tracing::info!(
+                    "recording the requests served in {} (replay them with host-runner check --requests {0})",
+                    path.display()
+                );
+                Some(Arc::new(recorder))
+            }
+            None => None,
+        };
         let metrics = Arc::new(Metrics::default());
         let handler = ProxyHandler::new(Instances::new(component, config.clone(), metrics.clone()));
         Ok(Self {
@@ -183,6 +198,7 @@ impl Server {
                 request_slots,
                 metrics,
                 request_ids: Arc::new(RequestIds::new()),
+                recorder,
             }),
         })
     }
@@ -595,6 +611,13 @@ async fn handle_request(
         let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
         LimitedBody::new(body, limit, too_large.clone()).boxed_unsync()
     });
+    let (request, recording) = match &shared.recorder {
+        Some(recorder) => {
+            let (request, recording) = recorder.tap(request);
+            (request, Some(recording))
+        }
+        None => (request, None),
+    };
     let result = match shared.handler.handle(ticket.clone(), request).await {
         // A body that fails before its first byte fails the request, while
         // its head can still say so.
@@ -603,6 +626,9 @@ async fn handle_request(
             .map_err(wasmtime::Error::new),
         Err(error) => Err(error),
     };
+    // Written before the response goes out: a client that has its answer
+    // finds its request in the file.
+    drop(recording);
     let (mut response, outcome) = match result {
         // Whatever the guest made of the failed read, the cause was the
         // client's body.

@@ -37,7 +37,6 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpView as _};
 use super::probe::Probe;
 use crate::component::{LoadedComponent, one_line};
 use crate::config::{EffectiveConfig, HumanDuration};
-use crate::guest_output::HostStream;
 use crate::host::{self, Host, HostServices};
 
 /// Response bodies longer than this are cut off and the request reported as
@@ -65,8 +64,8 @@ pub(crate) enum Outcome {
 
 impl Outcome {
     fn from_error(error: &wasmtime::Error) -> Self {
-        // The trap's kind is the useful part; its guest backtrace is long,
-        // and a panicking guest has already printed its message on stderr.
+        // The trap's kind is the useful part; its guest backtrace is long.
+        // A panic's message is added from the guest's stderr (`run_batch`).
         match error.downcast_ref::<Trap>() {
             Some(trap) => Outcome::Trapped(trap.to_string()),
             None => Outcome::Failed(one_line(error)),
@@ -229,13 +228,8 @@ impl<'a> Driver<'a> {
     pub(crate) async fn instantiate(&mut self) -> anyhow::Result<Instance> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut store = host::new_store_with_stdout(
-            self.component.engine(),
-            id,
-            &self.config,
-            &self.services,
-            HostStream::Stderr,
-        );
+        let mut store =
+            host::new_store_for_check(self.component.engine(), id, &self.config, &self.services);
         let instantiation = self.component.pre().instantiate_async(&mut store);
         let proxy = match tokio::time::timeout(self.request_timeout, instantiation).await {
             Ok(Ok(proxy)) => proxy,
@@ -345,6 +339,15 @@ impl<'a> Driver<'a> {
         };
 
         let progress = progress.into_inner();
+        // A trap only says `unreachable`; the panic the guest printed just
+        // before it says why, so it goes into the trapping request's outcome.
+        let panic = instance.store.data().take_panic_message();
+        let with_panic = |outcome: Outcome| match (outcome, &panic) {
+            (Outcome::Trapped(trap), Some(panic)) => {
+                Outcome::Trapped(format!("panic {panic} ({trap})"))
+            }
+            (outcome, _) => outcome,
+        };
         let (end, unfinished) = match stopped {
             Some(Ok(Stop::Done)) => (End::Open, None),
             Some(Ok(Stop::Retired)) => (End::Retired, None),
@@ -355,7 +358,7 @@ impl<'a> Driver<'a> {
                         .to_owned(),
                 )),
             ),
-            Some(Err(error)) => (End::Dead, Some(Outcome::from_error(&error))),
+            Some(Err(error)) => (End::Dead, Some(with_panic(Outcome::from_error(&error)))),
             None => (End::Dead, Some(Outcome::TimedOut)),
         };
         let mut batch_result = Batch {
@@ -369,7 +372,7 @@ impl<'a> Driver<'a> {
                 continue;
             };
             let outcome = match (&progress.outcomes[slot], &unfinished) {
-                (Some(outcome), _) => outcome.clone(),
+                (Some(outcome), _) => with_panic(outcome.clone()),
                 (None, Some(outcome)) => outcome.clone(),
                 (None, None) => Outcome::Failed("the request was abandoned".to_owned()),
             };

@@ -23,6 +23,8 @@ mod driver;
 mod probe;
 mod report;
 
+pub(crate) use probe::ProbeLine;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -50,6 +52,9 @@ pub const DEFAULT_IGNORED_HEADERS: [&str; 4] =
 /// Why a request never ran: the instance refused it from the start.
 const NO_REQUEST_TAKEN: &str =
     "a new instance took no request: it was under backpressure from the start";
+
+/// Why a pass from the default probes proves little.
+const ONLY_DEFAULT_PROBES: &str = "only the default probes ran (GET /, GET /?a=1, POST /), which reach little of a real handler: record real traffic with `host-runner serve --record FILE` and check with --requests FILE, or add paths with --path";
 
 /// A memory series needs this many samples before its trend means anything.
 const MEMORY_MIN_SAMPLES: usize = 4;
@@ -180,7 +185,7 @@ pub async fn check(
             skipped: None,
         });
         findings.extend(compare_runs(
-            mode, runs, &reference, &masks, &ignore, &labels,
+            mode, runs, &fresh[0], &reference, &masks, &ignore, &labels,
         ));
         for (instance, bytes) in &runs.memory {
             if let Some(detail) = memory_growth(bytes, mode) {
@@ -193,6 +198,8 @@ pub async fn check(
                     first: None,
                     differences: Vec::new(),
                     detail: Some(format!("instance {instance}: {detail}")),
+                    fresh_body: None,
+                    reused_body: None,
                 });
             }
             memory.push(MemorySeries {
@@ -236,6 +243,11 @@ pub async fn check(
         })
         .collect();
 
+    let mut warnings = Vec::new();
+    if probes == Probe::defaults() {
+        warnings.push(ONLY_DEFAULT_PROBES.to_owned());
+    }
+
     Ok(Report {
         component: component.path().display().to_string(),
         world: match component.world() {
@@ -250,6 +262,7 @@ pub async fn check(
         nondeterministic,
         not_compared,
         notes,
+        warnings,
         memory,
     })
 }
@@ -346,6 +359,7 @@ async fn reused_run(
 fn compare_runs(
     mode: Mode,
     runs: &ModeRuns,
+    fresh: &[Outcome],
     reference: &[Comparable],
     masks: &[Mask],
     ignore: &Ignore,
@@ -391,6 +405,8 @@ fn compare_runs(
                 }),
                 differences,
                 detail: None,
+                fresh_body: body_text(&fresh[run.probe]),
+                reused_body: body_text(&run.outcome),
             });
     }
     found.into_values().collect()
@@ -422,6 +438,14 @@ fn memory_growth(bytes: &[usize], mode: Mode) -> Option<String> {
         mib(last),
         bytes.len(),
     ))
+}
+
+/// A response's whole body as text, for the JSON report.
+fn body_text(outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Response { body, .. } => Some(String::from_utf8_lossy(body).into_owned()),
+        _ => None,
+    }
 }
 
 fn mib(bytes: usize) -> String {

@@ -1,6 +1,7 @@
-//! The requests `check` sends: read from a JSON-lines file, or the default
-//! probe set plus the paths the user lists, and turned into the
-//! `http::Request`s a guest receives.
+//! The requests `check` sends: read from a JSON-lines file (written by hand
+//! or by `serve --record`, which shares [`ProbeLine`]), or the default probe
+//! set plus the paths the user lists, and turned into the `http::Request`s a
+//! guest receives.
 //!
 //! Everything a user typed is validated here, when the file is read, so that
 //! building a request later cannot fail. This module does not send requests
@@ -14,11 +15,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Uri};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use wasmtime_wasi_http::WasiBody;
 
 /// One request of the sequence `check` runs, validated.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Probe {
     method: Method,
     uri: Uri,
@@ -26,17 +27,28 @@ pub struct Probe {
     body: Bytes,
 }
 
-/// A line of a requests file, as written.
-#[derive(Deserialize)]
+/// A line of a requests file, as written (and as `serve --record` writes
+/// it).
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct ProbeLine {
+pub(crate) struct ProbeLine {
     #[serde(default)]
-    method: Option<String>,
-    path: String,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    #[serde(default)]
-    body: String,
+    pub(crate) method: Option<String>,
+    pub(crate) path: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) body: String,
+}
+
+impl ProbeLine {
+    /// The line as one line of JSON, newline included.
+    pub(crate) fn to_line(&self) -> String {
+        // Strings and a map of strings always serialize.
+        let mut line = serde_json::to_string(self).unwrap_or_default();
+        line.push('\n');
+        line
+    }
 }
 
 impl Probe {

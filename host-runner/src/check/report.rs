@@ -35,6 +35,8 @@ pub struct Report {
     pub not_compared: usize,
     /// Observations that do not fail the check.
     pub notes: Vec<String>,
+    /// Reasons to trust a pass less, e.g. that only the default probes ran.
+    pub warnings: Vec<String>,
     /// Linear memory of each reused instance after each batch (one request
     /// serially, one round concurrently), in bytes.
     pub memory: Vec<MemorySeries>,
@@ -46,12 +48,37 @@ impl Report {
         self.findings.is_empty()
     }
 
+    /// One line on what to do about the findings: which flag leaves out a
+    /// difference that is there by design, and where the guide explains
+    /// each kind. `None` when the check passed.
+    pub fn hint(&self) -> Option<String> {
+        let has = |kind: Kind| self.findings.iter().any(|f| f.kind == kind);
+        let mut hints = Vec::new();
+        if has(Kind::Leak) {
+            hints.push(
+                "a difference that is there by design (an instance counter, a timestamp) can be left out with --ignore-body REGEX or --ignore-header NAME (guide: check.md, \"Ignoring what is meant to differ\"); any other is state that outlives its request (guide: hazards/globals.md)",
+            );
+        }
+        if has(Kind::Trap) {
+            hints.push("a trap's finding names the guest's panic and where it happened (guide: hazards/traps.md)");
+        }
+        if has(Kind::Timeout) {
+            hints.push("a timeout is a request left waiting on another one on its instance (guide: hazards/concurrency.md)");
+        }
+        if has(Kind::Memory) {
+            hints.push("memory that keeps growing is something each request leaves behind (guide: hazards/memory.md)");
+        }
+        (!hints.is_empty()).then(|| hints.join("; "))
+    }
+
     /// The report as pretty-printed JSON, led by `"verdict": "pass"` or
     /// `"fail"`.
     pub fn to_json(&self) -> String {
         #[derive(Serialize)]
         struct WithVerdict<'a> {
             verdict: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            hint: Option<String>,
             #[serde(flatten)]
             report: &'a Report,
         }
@@ -62,6 +89,7 @@ impl Report {
         // A tree of strings and numbers always serializes.
         serde_json::to_string_pretty(&WithVerdict {
             verdict,
+            hint: self.hint(),
             report: self,
         })
         .unwrap_or_default()
@@ -153,6 +181,12 @@ pub struct Finding {
     /// Instance-level detail (memory).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The whole response bodies of the first occurrence, fresh and
+    /// reused, as text (JSON report only; the text report shows excerpts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fresh_body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused_body: Option<String>,
 }
 
 /// Where a request ran on its reused instance.
@@ -243,6 +277,12 @@ impl fmt::Display for Report {
         for note in &self.notes {
             writeln!(f, "{:<8} {note}", "note")?;
         }
+        for warning in &self.warnings {
+            writeln!(f, "{:<8} {warning}", "warning")?;
+        }
+        if let Some(hint) = self.hint() {
+            writeln!(f, "{:<8} {hint}", "hint")?;
+        }
         let leaks = self
             .findings
             .iter()
@@ -256,6 +296,11 @@ impl fmt::Display for Report {
                 self.component,
                 self.not_compared,
                 plural(self.requests.len() as u64, "request"),
+            ),
+            true if !self.warnings.is_empty() => writeln!(
+                f,
+                "PASS: no leak or hazard under reuse in {}, with the warnings above",
+                self.component
             ),
             true => writeln!(
                 f,
