@@ -651,7 +651,9 @@ async fn handle_request(
         }
         Err(error) => {
             let mut failure = Failure::classify(&error, &ticket);
-            if failure == Failure::NoResponse
+            // A trap also shows as a body cut short (wasmtime reports the
+            // missing bytes of a declared length as it drops the store).
+            if matches!(failure, Failure::NoResponse | Failure::WrongLength)
                 && let Some(instance) = ticket.instance()
                 && instance.failed_within(INSTANCE_END_WAIT).await
             {
