@@ -81,7 +81,7 @@ impl Handler for Faults {
             headers.insert(reprise::http::header::CONTENT_LENGTH, length);
             return response;
         }
-        if query_param(&request, "linger") == Some("1") {
+        if query_param(&request, "linger").as_deref() == Some("1") {
             reprise::spawn(sleep_forever());
         }
         let declared = number(&request, "length");
