@@ -175,7 +175,14 @@ pub(crate) fn new_store(
     config: &EffectiveConfig,
     services: &Arc<HostServices>,
 ) -> Store<Host> {
-    store(engine, instance_id, config, services, HostStream::Stdout, None)
+    store(
+        engine,
+        instance_id,
+        config,
+        services,
+        HostStream::Stdout,
+        None,
+    )
 }
 
 /// [`new_store`] as `check` needs it: the guest's stdout goes to the host's
@@ -188,7 +195,14 @@ pub(crate) fn new_store_for_check(
     services: &Arc<HostServices>,
 ) -> Store<Host> {
     let tail = Some(Arc::new(StderrTail::default()));
-    store(engine, instance_id, config, services, HostStream::Stderr, tail)
+    store(
+        engine,
+        instance_id,
+        config,
+        services,
+        HostStream::Stderr,
+        tail,
+    )
 }
 
 fn store(

@@ -29,7 +29,7 @@ fn interface_names(name: &str) -> (Vec<String>, Vec<String>) {
     (imports, exports)
 }
 
-const P3_SAMPLES: [&str; 11] = [
+const P3_SAMPLES: [&str; 12] = [
     "hello_p3",
     "kv_notes_p3",
     "sleep_p3",

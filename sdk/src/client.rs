@@ -38,17 +38,23 @@ use std::time::Duration;
 ///
 /// # Panics
 /// Outside a handler exported with reprise: there is no host to send with.
-pub async fn send(request: Request) -> Result<Response, Error> {
-    if request.uri().authority().is_none() {
-        return Err(Error::new(
-            ErrorKind::InvalidRequest,
-            format!(
-                "cannot send to `{}`: the URI needs a scheme and an authority, e.g. http://127.0.0.1:8081/",
-                request.uri()
-            ),
-        ));
-    }
-    crate::rt::send(request).await
+pub fn send(request: Request) -> impl Future<Output = Result<Response, Error>> + Send + 'static {
+    // The call starts at the first poll, as an `async fn`'s body would; the
+    // world's call future holds WASI resources, so it travels in a `Local`
+    // to be `Send` (see `local.rs`), like `sleep`'s timer.
+    let call: crate::rt::LocalFuture<Result<Response, Error>> = Box::pin(async move {
+        if request.uri().authority().is_none() {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "cannot send to `{}`: the URI needs a scheme and an authority, e.g. http://127.0.0.1:8081/",
+                    request.uri()
+                ),
+            ));
+        }
+        crate::rt::send(request).await
+    });
+    crate::local::Local::new(call)
 }
 
 /// Limits for one call, set in the request's extensions; a limit the host
@@ -148,6 +154,15 @@ impl IntoResponse for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_under_a_timeout_is_send_so_an_axum_handler_can_await_it() {
+        fn assert_send<T: Send>(_: T) {}
+        let request = http::Request::get("http://127.0.0.1:1/")
+            .body(Body::empty())
+            .unwrap();
+        assert_send(crate::timeout(Duration::from_secs(1), send(request)));
+    }
 
     #[test]
     fn a_relative_uri_is_refused_before_anything_is_sent() {

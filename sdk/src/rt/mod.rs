@@ -16,7 +16,7 @@ pub mod p2;
 #[cfg(feature = "p3")]
 pub mod p3;
 
-type LocalFuture<T = ()> = Pin<Box<dyn Future<Output = T>>>;
+pub(crate) type LocalFuture<T = ()> = Pin<Box<dyn Future<Output = T>>>;
 
 /// What world-neutral code needs from the world that runs it.
 trait Runtime {
