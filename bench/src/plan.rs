@@ -123,10 +123,18 @@ impl Config {
         }
     }
 
-    /// The component's file name, as cargo builds it.
+    /// The component's file, relative to the guests' directory, as cargo
+    /// builds it: samples at its top, `test-guests` components (the raw
+    /// baselines) in its `examples/`.
     pub fn wasm_file(&self) -> Option<String> {
-        self.component
-            .map(|component| format!("{}.wasm", component.replace('-', "_")))
+        self.component.map(|component| {
+            let file = format!("{}.wasm", component.replace('-', "_"));
+            if component.starts_with("raw-") {
+                format!("examples/{file}")
+            } else {
+                file
+            }
+        })
     }
 }
 
@@ -228,7 +236,13 @@ mod tests {
             hello(ServerKind::HostRunner, "raw-hello-p3", Reuse::On)
                 .wasm_file()
                 .as_deref(),
-            Some("raw_hello_p3.wasm")
+            Some("examples/raw_hello_p3.wasm")
+        );
+        assert_eq!(
+            hello(ServerKind::HostRunner, "hello-p3", Reuse::On)
+                .wasm_file()
+                .as_deref(),
+            Some("hello_p3.wasm")
         );
     }
 }

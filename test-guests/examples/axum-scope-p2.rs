@@ -1,4 +1,4 @@
 //! The axum-scope Router as a WASIp2 component (serial reuse, the p2
 //! default).
 
-reprise::export_p2!(service = axum_scope::app);
+reprise::export_p2!(service = test_guests::axum_scope::app);

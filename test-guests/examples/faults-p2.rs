@@ -2,4 +2,4 @@
 //! (serial) policy: a trap in a synchronous p2 handler must be contained
 //! like a p3 one.
 
-reprise::export_p2!(faults::Faults);
+reprise::export_p2!(test_guests::faults::Faults);

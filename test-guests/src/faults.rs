@@ -1,6 +1,6 @@
 //! A handler that misbehaves when asked to, so that tests can watch the host
 //! contain it. The `faults-*` components export it under different reuse
-//! policies; this crate exports nothing itself.
+//! policies; this module exports nothing itself.
 //! Each query parameter is one fault; several may be combined:
 //!
 //! - `trap=1`: panic, which traps the instance

@@ -2,6 +2,4 @@
 //! answers `you are visitor 1`; a reused one counts on, so the answer depends
 //! on what the instance served before. `host-runner check` must flag it.
 
-mod counter;
-
-reprise::export_p3!(counter::Counter);
+reprise::export_p3!(test_guests::leaky_counter::Counter);
