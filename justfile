@@ -15,7 +15,7 @@ setup:
 
 # Build every sample guest for wasm32-wasip2 (release)
 build-guests: setup
-    cargo build --release --target wasm32-wasip2 --workspace --exclude host-runner --exclude reprise-bench
+    cargo build --release --target wasm32-wasip2 --workspace --exclude host-runner --exclude reprise-bench --lib --examples
 
 # Build the guests and host-runner (release: the tests and benchmarks share it)
 build: build-guests
@@ -67,7 +67,7 @@ component-build:
 
 # The long chaos soak (10,000 requests per reuse policy) with its report
 soak: build
-    SOAK_REQUESTS=10000 cargo test --release -p host-runner --test soak -- --nocapture
+    SOAK_REQUESTS=10000 cargo test --release -p host-runner --test it -- soak:: --nocapture
 
 # Format check and clippy, host and guests
 lint:

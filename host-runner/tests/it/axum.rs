@@ -3,9 +3,7 @@
 //! axum handlers (`axum-scope-p2`, `axum-scope-p3`) the request scope, reprise's
 //! futures and its async lock behave as they do in a plain handler.
 
-mod common;
-
-use common::{HttpConnection, HttpResponse, RunningServer, guest_wasm};
+use crate::common::{HttpConnection, HttpResponse, RunningServer, guest_wasm};
 use std::collections::HashMap;
 use std::thread;
 

@@ -2,12 +2,10 @@
 //! stderr and a non-zero exit, never a panic or a backtrace; bad flags get
 //! clap's usage error and exit code 2.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Finished, assert_no_crash, assert_refused, run_to_exit, scratch_file};
+use crate::common::{Finished, assert_no_crash, assert_refused, run_to_exit, scratch_file};
 
 /// Loading fails before any socket is opened, so this is generous.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -4,9 +4,7 @@
 //! graceful shutdown lets in-flight requests finish, and a second signal
 //! stops the server even while a guest never yields.
 
-mod common;
-
-use common::{RunningServer, guest_wasm};
+use crate::common::{RunningServer, guest_wasm};
 use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;

@@ -4,11 +4,9 @@
 //! `-Sconfig-var`, for p3 and p2 components alike. Without the option, a
 //! component that imports them is refused at start-up in one line.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{RunningServer, assert_refused, guest_wasm, run_to_exit};
+use crate::common::{RunningServer, assert_refused, guest_wasm, run_to_exit};
 
 #[test]
 fn notes_outlive_the_instance_that_wrote_them() {

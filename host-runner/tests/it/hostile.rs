@@ -4,12 +4,10 @@
 //! requests return to zero), pipelined requests (answered in order). Each is
 //! handled without affecting a well-behaved client served at the same time.
 
-mod common;
-
 use std::thread;
 use std::time::Duration;
 
-use common::{HttpConnection, RunningServer, guest_wasm};
+use crate::common::{HttpConnection, RunningServer, guest_wasm};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -75,7 +73,7 @@ fn slow_loris_clients_are_closed_after_the_header_read_timeout_while_others_are_
         })
         .collect();
     // Meanwhile everyone else is served as usual.
-    for response in common::fan_out(&server, 4, 5, "/") {
+    for response in crate::common::fan_out(&server, 4, 5, "/") {
         assert_eq!(response.status, 200);
     }
     // The read timeout bounds the wait; the server closes first.

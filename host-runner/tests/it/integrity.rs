@@ -7,11 +7,9 @@
 //! response cut off, never as `ok`. The tests read the raw bytes the server
 //! wrote.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Metrics, RunningServer, guest_wasm, split_head};
+use crate::common::{Metrics, RunningServer, guest_wasm, split_head};
 
 const WAIT: Duration = Duration::from_secs(30);
 

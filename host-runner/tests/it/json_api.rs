@@ -3,11 +3,9 @@
 //! Status, headers and bodies are asserted exactly where a client would
 //! rely on them.
 
-mod common;
+use crate::common::{RunningServer, guest_wasm};
 
-use common::{RunningServer, guest_wasm};
-
-fn post(server: &RunningServer, path: &str, body: &[u8]) -> common::HttpResponse {
+fn post(server: &RunningServer, path: &str, body: &[u8]) -> crate::common::HttpResponse {
     server
         .connect()
         .request("POST", path, &[("content-type", "application/json")], body)

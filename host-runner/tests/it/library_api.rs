@@ -1,12 +1,10 @@
 //! The library serves a component without the binary: what benches and
 //! embedding tests rely on.
 
-mod common;
-
 use std::thread;
 use std::time::Duration;
 
-use common::{HttpConnection, guest_wasm};
+use crate::common::{HttpConnection, guest_wasm};
 use host_runner::{LoadedComponent, ServeOptions, Server, Shutdown, World};
 
 #[test]

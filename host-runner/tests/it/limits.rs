@@ -3,11 +3,9 @@
 //! (`--max-request-body-size`, 413). The instance limit (`--max-instances`)
 //! is in statuses.rs, the header read timeout in hostile.rs.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{RunningServer, guest_wasm};
+use crate::common::{RunningServer, guest_wasm};
 
 #[test]
 fn a_guest_growing_past_max_memory_size_fails_alone_and_the_next_request_is_served() {

@@ -2,11 +2,9 @@
 //! in text and in JSON (`--log-format json`), guest output included; the
 //! guest sees the same request id; the lines scripts parse stay plain.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{RunningServer, guest_wasm};
+use crate::common::{RunningServer, guest_wasm};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -1,12 +1,10 @@
 //! `--metrics-addr` serves Prometheus text at `/metrics`; after a known
 //! sequence of requests every count is exact.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{HttpResponse, RunningServer, guest_wasm};
+use crate::common::{HttpResponse, RunningServer, guest_wasm};
 
 #[test]
 fn metrics_count_a_known_sequence_of_requests_exactly() {
@@ -115,11 +113,11 @@ fn the_metrics_address_serves_only_metrics_and_is_announced_after_the_serving_li
     assert_eq!((serving_line, metrics_line), (0, 1), "{logs:?}");
 
     let addr = server.metrics_addr.expect("parsed");
-    let elsewhere = common::HttpConnection::open(addr)
+    let elsewhere = crate::common::HttpConnection::open(addr)
         .and_then(|mut c| c.get("/"))
         .expect("GET /");
     assert_eq!(elsewhere.status, 404);
-    let scrape = common::HttpConnection::open(addr)
+    let scrape = crate::common::HttpConnection::open(addr)
         .and_then(|mut c| c.get("/metrics"))
         .expect("GET /metrics");
     assert_eq!(

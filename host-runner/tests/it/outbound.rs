@@ -4,17 +4,16 @@
 //! reaches the network; the start-up line says which policy applies. Every
 //! backend here is a real server on 127.0.0.1.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Backend, RunningServer, guest_wasm};
+use crate::common::backend::FixedBackend;
+use crate::common::{RunningServer, guest_wasm};
 
 fn start(flags: &[&str]) -> RunningServer {
     RunningServer::start(&guest_wasm("fetch_p2"), flags)
 }
 
-fn fetch(server: &RunningServer, backend: &Backend) -> (u16, String) {
+fn fetch(server: &RunningServer, backend: &FixedBackend) -> (u16, String) {
     let response = server.get(&format!("/?to={}", backend.addr));
     (response.status, response.text())
 }
@@ -27,7 +26,7 @@ fn policy_line(server: &RunningServer) -> String {
 
 #[test]
 fn a_guest_reaches_any_host_by_default() {
-    let backend = Backend::start("from the backend");
+    let backend = FixedBackend::start("from the backend");
     let server = start(&[]);
     assert_eq!(
         fetch(&server, &backend),
@@ -38,8 +37,8 @@ fn a_guest_reaches_any_host_by_default() {
 
 #[test]
 fn a_host_on_the_allow_list_is_reached_and_others_are_denied() {
-    let allowed = Backend::start("allowed");
-    let other = Backend::start("never");
+    let allowed = FixedBackend::start("allowed");
+    let other = FixedBackend::start("never");
     let rule = allowed.addr.to_string();
     let server = start(&["--allow-outbound", &rule]);
     assert_eq!(fetch(&server, &allowed), (200, "ok 200 allowed".to_owned()));
@@ -57,7 +56,7 @@ fn a_host_on_the_allow_list_is_reached_and_others_are_denied() {
 
 #[test]
 fn a_host_rule_without_a_port_allows_every_port_of_that_host() {
-    let backend = Backend::start("any port");
+    let backend = FixedBackend::start("any port");
     let server = start(&["--allow-outbound", "127.0.0.1"]);
     assert_eq!(
         fetch(&server, &backend),
@@ -73,7 +72,7 @@ fn a_host_rule_without_a_port_allows_every_port_of_that_host() {
 
 #[test]
 fn deny_outbound_refuses_every_call_before_it_leaves() {
-    let backend = Backend::start("never");
+    let backend = FixedBackend::start("never");
     let server = start(&["--deny-outbound"]);
     let (status, text) = fetch(&server, &backend);
     assert_eq!(status, 502, "{text}");

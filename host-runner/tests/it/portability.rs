@@ -1,9 +1,7 @@
 //! Components built with reprise stay portable: they import only standard
 //! WASI interfaces, one world's worth, so they run on any wasi:http host.
 
-mod common;
-
-use common::guest_wasm;
+use crate::common::guest_wasm;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 

@@ -49,9 +49,15 @@ fn quick_start_commands_work_as_written() {
         output.status.success(),
         "quick start failed:\n{stdout}\n{stderr}"
     );
-    assert!(
-        stdout.contains("Hello from reprise! Request second is number 2 on this instance."),
+    // Two answers, the second from the instance that served the first.
+    assert_eq!(
+        stdout.matches("\r\n\r\nHello, WASI!\n").count(),
+        2,
         "unexpected output:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("x-reprise-instance-request: 2\r\n"),
+        "the second request did not reuse the instance:\n{stdout}\n{stderr}"
     );
     // The recorded session passes `check` with the page's own flags.
     assert!(

@@ -3,9 +3,7 @@
 //! `wasmtime serve`'s own tests: 1 connection x 1 request and 20 keep-alive
 //! connections x 5 requests, with and without instance reuse.
 
-mod common;
-
-use common::{RunningServer, fan_out, guest_wasm};
+use crate::common::{RunningServer, fan_out, guest_wasm};
 use std::collections::HashSet;
 use std::time::Duration;
 

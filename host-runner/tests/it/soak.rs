@@ -22,9 +22,7 @@
 //! `just test` runs 1,000 requests per policy; `just soak` runs 10,000 and
 //! prints the report (`SOAK_REQUESTS` sets the count).
 
-mod common;
-
-use common::{CUT_OFF, RunningServer, guest_wasm};
+use crate::common::{CUT_OFF, RunningServer, guest_wasm};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::TcpStream;

@@ -6,12 +6,10 @@
 //! handed back its response and trapped before the body. (504 and the
 //! single trap are in faults.rs, 413 in limits.rs.)
 
-mod common;
-
 use std::thread;
 use std::time::Duration;
 
-use common::{HttpResponse, RunningServer, guest_wasm};
+use crate::common::{HttpResponse, RunningServer, guest_wasm};
 
 /// Long enough that a request still in flight at the end of a test was
 /// clearly never going to finish on its own; the server is killed first.
@@ -31,7 +29,7 @@ fn assert_one_line(response: &HttpResponse, status: u16, body: &str) {
 
 /// Starts `FOREVER` on its own connection and waits until it runs in an
 /// instance; returns the connection so the request stays open.
-fn occupy_one_instance(server: &RunningServer) -> common::HttpConnection {
+fn occupy_one_instance(server: &RunningServer) -> crate::common::HttpConnection {
     let mut connection = server.connect();
     connection
         .send_raw(format!("GET {FOREVER} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())

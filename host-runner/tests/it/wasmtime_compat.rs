@@ -4,11 +4,9 @@
 //! the two lines its harness reads first. Options host-runner does not
 //! implement are refused with a line naming them, never ignored.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{RunningServer, assert_no_crash, guest_wasm, run_to_exit, scratch_file};
+use crate::common::{RunningServer, assert_no_crash, guest_wasm, run_to_exit, scratch_file};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 

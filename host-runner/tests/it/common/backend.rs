@@ -1,14 +1,16 @@
-//! A real HTTP/1.1 backend on 127.0.0.1 for the tests of outgoing calls: a
-//! std `TcpListener` with one thread per connection and a few routes, that
-//! records which calls the caller abandoned (closed its connection) before
-//! the answer was complete.
+//! Real HTTP/1.1 backends on 127.0.0.1 for guests that call out:
+//! [`Backend`], for the tests of outgoing calls, is a std `TcpListener` with
+//! one thread per connection and a few routes, that records which calls the
+//! caller abandoned (closed its connection) before the answer was complete;
+//! [`FixedBackend`], for the tests of the outbound allow-list, answers one
+//! fixed body and counts the connections that reached it.
 //!
 //! It is deliberately small and strict: HTTP/1.1 only, `content-length` or
 //! chunked request bodies, no TLS. Every wait is bounded.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -272,4 +274,80 @@ fn hold(stream: &mut TcpStream) -> io::Result<bool> {
     }
     stream.write_all(b"0\r\n\r\n")?;
     Ok(true)
+}
+
+/// A small HTTP/1.1 backend on 127.0.0.1 that answers every request with
+/// `200` and a fixed body, then closes the connection: the far end for
+/// guests that call out. It counts the connections it accepted, so a test
+/// can tell that a refused call never reached the network. It serves at
+/// most [`FixedBackend::MAX_CONNECTIONS`] and stops when dropped.
+pub struct FixedBackend {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl FixedBackend {
+    /// Connections served before the backend stops on its own.
+    pub const MAX_CONNECTIONS: usize = 100;
+
+    /// Starts a backend answering `body`.
+    pub fn start(body: &'static str) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind a backend port");
+        let addr = listener.local_addr().expect("a bound address");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = thread::spawn({
+            let (accepted, stop) = (accepted.clone(), stop.clone());
+            move || {
+                for stream in listener.incoming().take(Self::MAX_CONNECTIONS) {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let Ok(mut stream) = stream else { continue };
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    let _ = stream.set_read_timeout(Some(super::http::READ_TIMEOUT));
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 << 10 {
+                        match stream.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => break,
+                        }
+                    }
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            }
+        });
+        Self {
+            addr,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for FixedBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Wake the accept loop so that it sees `stop`.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
