@@ -22,7 +22,7 @@
 //!
 //! impl Handler for Hello {
 //!     async fn handle(&self, _request: Request) -> impl IntoResponse {
-//!         "Hello, WASI!"
+//!         "Hello, WASI!\n"
 //!     }
 //! }
 //!

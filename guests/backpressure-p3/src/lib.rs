@@ -11,13 +11,16 @@ struct Quiet;
 impl Handler for Quiet {
     async fn handle(&self, request: Request) -> impl IntoResponse {
         let hold_ms = reprise::query_param(&request, "hold_ms").and_then(|ms| ms.parse().ok());
-        if let Some(ms) = hold_ms {
-            let _quiet = backpressure::hold();
-            // Stand-in for work that must not share the instance, such as
-            // rebuilding a cache that other requests read.
-            reprise::sleep(Duration::from_millis(ms)).await;
+        match hold_ms {
+            Some(ms) => {
+                let _quiet = backpressure::hold();
+                // Stand-in for work that must not share the instance, such as
+                // rebuilding a cache that other requests read.
+                reprise::sleep(Duration::from_millis(ms)).await;
+                format!("held the instance for {ms} ms\n")
+            }
+            None => "Hello, WASI!\n".to_owned(),
         }
-        format!("{}\n", reprise::instance_stats())
     }
 }
 

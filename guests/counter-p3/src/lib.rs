@@ -47,11 +47,10 @@ impl Handler for Counter {
         }
         let seen = TAG.with(|slot| slot.borrow().as_ref().map(|tag| tag.value.clone()));
         format!(
-            "request {mine} fresh={fresh} seen={}\nserved={} dropped={} {}\n",
+            "request {mine} fresh={fresh} seen={}\nserved={} dropped={}\n",
             seen.unwrap_or_default(),
             self.served.get(),
             self.dropped.get(),
-            reprise::instance_stats(),
         )
     }
 }

@@ -15,10 +15,13 @@ impl Handler for Limits {
     async fn handle(&self, request: Request) -> impl IntoResponse {
         let leak_kib: Option<usize> =
             reprise::query_param(&request, "leak_kib").and_then(|n| n.parse().ok());
-        if let Some(kib) = leak_kib {
-            Vec::leak(vec![1u8; kib * 1024]);
+        match leak_kib {
+            Some(kib) => {
+                Vec::leak(vec![1u8; kib * 1024]);
+                format!("leaked {kib} KiB\n")
+            }
+            None => "Hello, WASI!\n".to_owned(),
         }
-        format!("{}\n", reprise::instance_stats())
     }
 }
 

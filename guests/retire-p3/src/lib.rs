@@ -10,12 +10,17 @@ struct Retire;
 
 impl Handler for Retire {
     async fn handle(&self, request: Request) -> impl IntoResponse {
-        if reprise::query_param(&request, "retire").as_deref() == Some("1") {
+        let retire = reprise::query_param(&request, "retire").as_deref() == Some("1");
+        if retire {
             reprise::retire();
         }
         let ms = reprise::query_param(&request, "ms").and_then(|ms| ms.parse().ok());
         reprise::sleep(Duration::from_millis(ms.unwrap_or(0))).await;
-        format!("{}\n", reprise::instance_stats())
+        if retire {
+            "done; this instance takes no new requests\n"
+        } else {
+            "Hello, WASI!\n"
+        }
     }
 }
 
