@@ -1,4 +1,4 @@
-//! What the spine promises when a guest misbehaves or the server is asked to
+//! What host-runner promises when a guest misbehaves or it is asked to
 //! stop: a busy loop still times out, a trap is a 500 that does not take the
 //! server down, work that outlives its requests cannot pin an instance, a
 //! graceful shutdown lets in-flight requests finish, and a second signal

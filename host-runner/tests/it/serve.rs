@@ -1,4 +1,4 @@
-//! The spine end to end: sample components built with reprise, served by
+//! Serving, end to end: sample components built with reprise, served by
 //! host-runner, spoken to over HTTP/1.1 on 127.0.0.1. The matrix follows
 //! `wasmtime serve`'s own tests: 1 connection x 1 request and 20 keep-alive
 //! connections x 5 requests, with and without instance reuse.

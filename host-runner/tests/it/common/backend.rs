@@ -28,7 +28,6 @@ const LONGEST_WAIT: Duration = Duration::from_secs(30);
 /// - `/hold`: sends the head and a chunk at once, then a chunk every 50 ms
 ///   for [`LONGEST_WAIT`], unless the caller closes first.
 pub struct Backend {
-    pub addr: SocketAddr,
     /// `http://127.0.0.1:PORT`
     pub url: String,
     abandoned: Mutex<Receiver<String>>,
@@ -47,7 +46,6 @@ impl Backend {
             }
         });
         Backend {
-            addr,
             url: format!("http://{addr}"),
             abandoned: Mutex::new(receiver),
         }

@@ -18,7 +18,6 @@ mod server;
 pub use http::{CUT_OFF, HttpConnection, HttpResponse, READ_TIMEOUT, split_head};
 pub use metrics::Metrics;
 pub use process::{
-    Finished, assert_no_crash, assert_refused, guest_wasm, host_runner_bin, run_to_exit,
-    scratch_file, target_dir,
+    Finished, assert_no_crash, assert_refused, guest_wasm, run_to_exit, scratch_file,
 };
-pub use server::{RunningServer, STARTUP_TIMEOUT, fan_out};
+pub use server::{RunningServer, fan_out};

@@ -3,8 +3,8 @@
 //! killed on drop; and [`fan_out`], many clients at once against it. The
 //! HTTP client itself is `http`'s.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -62,8 +62,6 @@ pub struct RunningServer {
     logs: Arc<LogLines>,
     /// Where it serves HTTP.
     pub addr: SocketAddr,
-    /// `http://127.0.0.1:PORT` (no trailing slash).
-    pub base_url: String,
     /// Where it listens for shutdown, when started with `--shutdown-addr`.
     pub shutdown_addr: Option<SocketAddr>,
     /// Where it serves `/metrics`, when started with `--metrics-addr`.
@@ -165,7 +163,6 @@ impl RunningServer {
             child,
             logs,
             addr,
-            base_url: format!("http://{addr}"),
             shutdown_addr,
             metrics_addr,
         }
