@@ -1,3 +1,6 @@
 //! The `faults` handler under no reuse.
 
-reprise::export_p3!(test_guests::faults::Faults, policy = reprise::ReusePolicy::never());
+reprise::export_p3!(
+    test_guests::faults::Faults,
+    policy = reprise::ReusePolicy::never()
+);

@@ -1,3 +1,6 @@
 //! The `faults` handler under the default concurrent reuse.
 
-reprise::export_p3!(test_guests::faults::Faults, policy = reprise::ReusePolicy::concurrent());
+reprise::export_p3!(
+    test_guests::faults::Faults,
+    policy = reprise::ReusePolicy::concurrent()
+);

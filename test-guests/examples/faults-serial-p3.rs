@@ -1,3 +1,6 @@
 //! The `faults` handler under serial reuse.
 
-reprise::export_p3!(test_guests::faults::Faults, policy = reprise::ReusePolicy::serial());
+reprise::export_p3!(
+    test_guests::faults::Faults,
+    policy = reprise::ReusePolicy::serial()
+);

@@ -11,7 +11,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{Finished, RunningServer, assert_no_crash, guest_wasm, run_to_exit, scratch_file};
+use crate::common::{
+    Finished, RunningServer, assert_no_crash, guest_wasm, run_to_exit, scratch_file,
+};
 use serde_json::Value;
 
 /// A check of a few requests takes well under a second; this only bounds a

@@ -136,9 +136,10 @@ fn fast_requests_beside_slow_ones_timing_out_on_the_same_p3_instance_all_succeed
         let fast: Vec<_> = (0..8)
             .map(|_| scope.spawn(staggered("/slow?ms=200")))
             .collect();
-        let join = |handles: Vec<thread::ScopedJoinHandle<'_, _>>| -> Vec<crate::common::HttpResponse> {
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        };
+        let join =
+            |handles: Vec<thread::ScopedJoinHandle<'_, _>>| -> Vec<crate::common::HttpResponse> {
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            };
         (join(slow), join(fast))
     });
     for response in &slow {
@@ -161,7 +162,9 @@ fn client_disconnect_cancels_the_outgoing_call() {
     for guest in PROXIES {
         let server = serve_proxy(guest, &backend.url, 20_000);
         let mut stream = TcpStream::connect(server.addr).unwrap();
-        stream.set_read_timeout(Some(crate::common::READ_TIMEOUT)).unwrap();
+        stream
+            .set_read_timeout(Some(crate::common::READ_TIMEOUT))
+            .unwrap();
         stream
             .write_all(b"GET /hold HTTP/1.1\r\nHost: proxy\r\n\r\n")
             .unwrap();

@@ -152,7 +152,10 @@ fn max_requests_caps_reuse_and_a_tighter_flag_wins() {
 
 /// Serves a component that is nothing but a core module holding `section`
 /// as its policy: the section is read before anything else is checked.
-fn serve_with_policy_section(name: &str, section: &str) -> (std::path::PathBuf, crate::common::Finished) {
+fn serve_with_policy_section(
+    name: &str,
+    section: &str,
+) -> (std::path::PathBuf, crate::common::Finished) {
     let wasm = wat::parse_str(format!(
         r#"(component (core module (@custom "reprise:reuse-policy" {section:?})))"#
     ))

@@ -83,7 +83,8 @@ fn request_scoped_values_never_leak_between_50_interleaved_requests() {
     // own number there shared the instance with a later one while it ran.
     assert!(
         responses.iter().any(|(_, r)| number(r, "served")
-            > r.instance_request().expect("--debug-headers numbers requests")),
+            > r.instance_request()
+                .expect("--debug-headers numbers requests")),
         "requests must really have interleaved on one instance to prove isolation"
     );
 }

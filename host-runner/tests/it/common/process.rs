@@ -138,7 +138,6 @@ pub fn assert_no_crash(outcome: &Finished) {
     }
 }
 
-
 fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut text = String::new();
