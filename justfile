@@ -13,7 +13,7 @@ default:
 setup:
     @scripts/install-tools.sh
 
-# Build every sample guest for wasm32-wasip2 (release)
+# Build every sample (guests/) and test component (test-guests/ examples) for wasm32-wasip2 (release)
 build-guests: setup
     cargo build --release --target wasm32-wasip2 --workspace --exclude host-runner --exclude reprise-bench --lib --examples
 
@@ -21,13 +21,18 @@ build-guests: setup
 build: build-guests
     cargo build --release -p host-runner
 
-# Serve a sample, e.g. `just serve sleep-p3 --request-timeout 1s`
+# Serve a sample or a test component, e.g. `just serve sleep-p3 --request-timeout 1s`
 serve guest *flags: build
-    {{host}} serve --addr 127.0.0.1:8080 {{flags}} {{guests}}/{{replace(guest, "-", "_")}}.wasm
+    {{host}} serve --addr 127.0.0.1:8080 {{flags}} "$({{just_executable()}} wasm {{guest}})"
 
 # Check a component under reuse, e.g. `just check leaky-user-p3 --path '/?user=ann'`
 check guest *flags: build
-    {{host}} check {{flags}} {{guests}}/{{replace(guest, "-", "_")}}.wasm
+    {{host}} check {{flags}} "$({{just_executable()}} wasm {{guest}})"
+
+# Where `guest` is built: a sample from guests/, or else a test component (an example of test-guests)
+[private]
+wasm guest:
+    @file={{guests}}/{{replace(guest, "-", "_")}}.wasm; [ -f "$file" ] || file={{guests}}/examples/{{replace(guest, "-", "_")}}.wasm; echo "$file"
 
 # Build, then serve hello-p3 on 127.0.0.1:8080
 demo: build
