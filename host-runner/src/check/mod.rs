@@ -269,13 +269,18 @@ pub async fn check(
     if probes == Probe::defaults() {
         warnings.push(ONLY_DEFAULT_PROBES.to_owned());
     }
-    for (index, calls) in fresh_failed_calls.iter().enumerate() {
-        if let Some(call) = calls.first() {
-            warnings.push(format!(
-                "{}: an outgoing call failed on a fresh instance ({call}), so its answers were compared to a failure: make the services the component calls reachable and check again",
-                labels[index]
-            ));
-        }
+    // One line for all of them: a service that is down fails every call.
+    let failing: Vec<(&String, &String)> = (labels.iter().zip(&fresh_failed_calls))
+        .filter_map(|(label, calls)| Some((label, calls.first()?)))
+        .collect();
+    if let Some((label, call)) = failing.first() {
+        let more = match failing.len() {
+            1 => String::new(),
+            n => format!(" and {} more", plural_requests(n - 1)),
+        };
+        warnings.push(format!(
+            "an outgoing call failed on a fresh instance for {label}{more} ({call}), so those answers were compared to a failure: make the services the component calls reachable and check again"
+        ));
     }
 
     Ok(Report {
@@ -503,6 +508,13 @@ fn body_text(outcome: &Outcome) -> Option<String> {
     match outcome {
         Outcome::Response { body, .. } => Some(String::from_utf8_lossy(body).into_owned()),
         _ => None,
+    }
+}
+
+fn plural_requests(count: usize) -> String {
+    match count {
+        1 => "1 request".to_owned(),
+        n => format!("{n} requests"),
     }
 }
 
