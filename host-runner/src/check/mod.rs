@@ -274,9 +274,10 @@ pub async fn check(
         .filter_map(|(label, calls)| Some((label, calls.first()?)))
         .collect();
     if let Some((label, call)) = failing.first() {
-        let more = match failing.len() {
-            1 => String::new(),
-            n => format!(" and {} more", plural_requests(n - 1)),
+        let more = match failing.len() - 1 {
+            0 => String::new(),
+            1 => " and 1 more request".to_owned(),
+            n => format!(" and {n} more requests"),
         };
         warnings.push(format!(
             "an outgoing call failed on a fresh instance for {label}{more} ({call}), so those answers were compared to a failure: make the services the component calls reachable and check again"
@@ -508,13 +509,6 @@ fn body_text(outcome: &Outcome) -> Option<String> {
     match outcome {
         Outcome::Response { body, .. } => Some(String::from_utf8_lossy(body).into_owned()),
         _ => None,
-    }
-}
-
-fn plural_requests(count: usize) -> String {
-    match count {
-        1 => "1 request".to_owned(),
-        n => format!("{n} requests"),
     }
 }
 
