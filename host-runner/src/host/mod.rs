@@ -103,6 +103,15 @@ impl Host {
     pub(crate) fn take_panic_message(&self) -> Option<String> {
         self.stderr_tail.as_ref()?.take_panic()
     }
+
+    /// The outgoing calls that failed since the last call, if they are kept
+    /// (`check`).
+    pub(crate) fn take_failed_calls(&self) -> Vec<String> {
+        self.hooks
+            .failed_calls
+            .as_ref()
+            .map_or_else(Vec::new, |calls| calls.take())
+    }
 }
 
 /// Counts linear memory as the instance creates and grows it: the store's

@@ -16,7 +16,7 @@ use super::config::EffectiveConfig;
 use crate::host::guest_output::{GuestOutput, HostStream, OutputStyle, RequestLabels, StderrTail};
 use crate::host::{Host, HostServices};
 use crate::options::LogFormat;
-use crate::outbound::HttpHooks;
+use crate::outbound::{FailedCalls, HttpHooks};
 
 /// Each linear memory of an instance may grow to `--max-memory-size`.
 fn memory_limits(config: &EffectiveConfig) -> StoreLimits {
@@ -38,28 +38,40 @@ pub(crate) fn new_store(
         config,
         services,
         HostStream::Stdout,
-        None,
+        Kept::default(),
     )
 }
 
 /// [`new_store`] as `check` needs it: the guest's stdout goes to the host's
-/// stderr (stdout is the report's), and the tail of its stderr is kept so
-/// that a trap can be reported with the guest's panic message.
+/// stderr (stdout is the report's), the tail of its stderr is kept so that
+/// a trap can be reported with the guest's panic message, and failed
+/// outgoing calls are kept so that they are not taken for leaks.
 pub(crate) fn new_store_for_check(
     engine: &Engine,
     instance_id: u64,
     config: &EffectiveConfig,
     services: &Arc<HostServices>,
 ) -> Store<Host> {
-    let tail = Some(Arc::new(StderrTail::default()));
+    let kept = Kept {
+        stderr_tail: Some(Arc::default()),
+        failed_calls: Some(Arc::default()),
+    };
     store(
         engine,
         instance_id,
         config,
         services,
         HostStream::Stderr,
-        tail,
+        kept,
     )
+}
+
+/// What a store keeps of its guest's doings for `check`; the server keeps
+/// nothing.
+#[derive(Default)]
+struct Kept {
+    stderr_tail: Option<Arc<StderrTail>>,
+    failed_calls: Option<Arc<FailedCalls>>,
 }
 
 fn store(
@@ -68,8 +80,12 @@ fn store(
     config: &EffectiveConfig,
     services: &Arc<HostServices>,
     stdout: HostStream,
-    stderr_tail: Option<Arc<StderrTail>>,
+    kept: Kept,
 ) -> Store<Host> {
+    let Kept {
+        stderr_tail,
+        failed_calls,
+    } = kept;
     let style = match (config.log_format, config.logging_prefix) {
         (LogFormat::Json, _) => OutputStyle::Events,
         (LogFormat::Text, true) => OutputStyle::Prefixed,
@@ -97,6 +113,7 @@ fn store(
         policy: config.outbound.clone(),
         p2_outgoing_body_buffer_chunks: config.wasi.http_outgoing_body_buffer_chunks,
         p2_outgoing_body_chunk_size: config.wasi.http_outgoing_body_chunk_size,
+        failed_calls,
     };
     let host = Host::new(
         wasi,
