@@ -21,7 +21,7 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 use crate::config::{HumanSize, ServeOptions};
 use crate::engine::{self, Allocator, PoolSizing};
 use crate::host::{self, Host};
-use crate::policy::{self, GuestPolicy, PolicyError};
+use crate::policy::{self, PolicyError, ReusePolicy};
 
 /// The WASI HTTP world a component serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -50,7 +50,7 @@ pub struct LoadedComponent {
     allocator: Allocator,
     interruptible: bool,
     world: World,
-    policy: Option<GuestPolicy>,
+    policy: Option<ReusePolicy>,
     initial_memory: u64,
     pre: ProxyPre<Host>,
 }
@@ -150,7 +150,7 @@ impl LoadedComponent {
 
     /// The reuse policy the component declares in its `reprise:reuse-policy`
     /// section; `None` when it has none (it was not built with reprise).
-    pub fn policy(&self) -> Option<&GuestPolicy> {
+    pub fn policy(&self) -> Option<&ReusePolicy> {
         self.policy.as_ref()
     }
 

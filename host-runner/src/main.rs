@@ -19,7 +19,7 @@ use host_runner::check::{self, CheckOptions, DEFAULT_IGNORED_HEADERS, Probe, Rep
 use host_runner::config::{
     DEFAULT_MAX_INSTANCES, DEFAULT_MAX_MEMORY_SIZE, DEFAULT_MAX_REQUEST_BODY_SIZE,
 };
-use host_runner::policy::GuestPolicy;
+use host_runner::policy::{Described, ReusePolicy};
 use host_runner::wasmtime_flags::{
     self, WasiList, WasmList, guest_env, parse_env, parse_header_arg,
 };
@@ -481,15 +481,18 @@ fn serve(args: &ServeArgs, options: ServeOptions) -> anyhow::Result<()> {
 
 /// One line telling the operator what was loaded, which limits apply and
 /// where the reuse limits came from (flag, default or the guest's policy).
-fn describe(path: &str, allocator: Allocator, declared: Option<GuestPolicy>, server: &Server) {
+fn describe(path: &str, allocator: Allocator, declared: Option<ReusePolicy>, server: &Server) {
     let config = server.config();
     let allocator = match allocator {
         Allocator::Pooling => "pooling allocator",
         Allocator::OnDemand => "on-demand allocator",
     };
     let policy = match (declared, &config.guest_policy) {
-        (_, Some(policy)) => format!("guest policy {policy}"),
-        (Some(policy), None) => format!("guest policy {policy} ignored (--ignore-guest-policy)"),
+        (_, Some(policy)) => format!("guest policy {}", Described(policy)),
+        (Some(policy), None) => format!(
+            "guest policy {} ignored (--ignore-guest-policy)",
+            Described(&policy)
+        ),
         (None, None) => "no guest policy".to_owned(),
     };
     let or_none = |limit: Option<String>| limit.unwrap_or_else(|| "none".to_owned());
