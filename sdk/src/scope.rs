@@ -53,7 +53,8 @@ impl RequestContext {
     }
 
     /// The request's id: its `x-request-id` header if the client or a proxy
-    /// sent one, otherwise an id generated when the request arrived.
+    /// sent one, otherwise one generated for it (unique on the instance, and
+    /// saying nothing about it).
     pub fn id(&self) -> &str {
         &self.id
     }

@@ -454,6 +454,26 @@ mod tests {
     }
 
     #[test]
+    fn a_request_id_is_the_first_x_request_id_that_is_visible_ascii() {
+        let fields = |list: &[(&str, &[u8])]| -> Vec<(String, Vec<u8>)> {
+            list.iter()
+                .map(|(name, value)| (name.to_string(), value.to_vec()))
+                .collect()
+        };
+        let sent = fields(&[
+            ("host", b"a"),
+            ("X-Request-Id", b"abc 1"),
+            ("x-request-id", b"2"),
+        ]);
+        assert_eq!(request_id(&sent), Some("abc 1"));
+        assert_eq!(
+            request_id(&fields(&[("x-request-id", b"caf\xc3\xa9")])),
+            None
+        );
+        assert_eq!(request_id(&fields(&[("x-request-ids", b"1")])), None);
+    }
+
+    #[test]
     fn a_call_target_defaults_to_http_and_the_root_path() {
         let target = Target::of(&"http://127.0.0.1:8081".parse().unwrap());
         assert_eq!(target.scheme, http::uri::Scheme::HTTP);
