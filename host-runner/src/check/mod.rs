@@ -269,13 +269,19 @@ pub async fn check(
     if probes == Probe::defaults() {
         warnings.push(ONLY_DEFAULT_PROBES.to_owned());
     }
-    for (index, calls) in fresh_failed_calls.iter().enumerate() {
-        if let Some(call) = calls.first() {
-            warnings.push(format!(
-                "{}: an outgoing call failed on a fresh instance ({call}), so its answers were compared to a failure: make the services the component calls reachable and check again",
-                labels[index]
-            ));
-        }
+    // One line for all of them: a service that is down fails every call.
+    let failing: Vec<(&String, &String)> = (labels.iter().zip(&fresh_failed_calls))
+        .filter_map(|(label, calls)| Some((label, calls.first()?)))
+        .collect();
+    if let Some((label, call)) = failing.first() {
+        let more = match failing.len() - 1 {
+            0 => String::new(),
+            1 => " and 1 more request".to_owned(),
+            n => format!(" and {n} more requests"),
+        };
+        warnings.push(format!(
+            "an outgoing call failed on a fresh instance for {label}{more} ({call}), so those answers were compared to a failure: make the services the component calls reachable and check again"
+        ));
     }
 
     Ok(Report {
