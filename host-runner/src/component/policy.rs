@@ -4,7 +4,7 @@
 //! The schema, its limits and its parser live once, in the `reprise-policy`
 //! crate that the SDK writes the section with; this module only finds the
 //! section in a component and says how start-up prints it. Applying the
-//! policy as a ceiling over the flags is `config`'s job.
+//! policy as a ceiling over the flags is `instance::config`'s job.
 
 use std::fmt;
 
@@ -44,7 +44,7 @@ impl fmt::Display for Described<'_> {
             write!(f, ", max_requests {n}")?;
         }
         if let Some(bytes) = policy.memory_limit() {
-            write!(f, ", max_memory {}", crate::config::HumanSize(bytes))?;
+            write!(f, ", max_memory {}", crate::units::HumanSize(bytes))?;
         }
         Ok(())
     }
