@@ -41,7 +41,7 @@ demo: build
 
 # Run the whole test suite: SDK unit and doc tests (every feature), then end to end over HTTP
 test: build
-    cargo test --release -p reprise -p host-runner --features reprise/json,reprise/tower
+    cargo test --release -p reprise -p reprise-policy -p host-runner --features reprise/json,reprise/tower
 
 # Build the guide (docs/book) and the SDK's rustdoc; checks links, installs mdBook if missing
 docs: setup
@@ -77,7 +77,7 @@ soak: build
 # Format check and clippy, host and guests
 lint:
     cargo fmt --all -- --check
-    cargo clippy --release -p host-runner --all-targets -- -D warnings
+    cargo clippy --release -p host-runner -p reprise-policy --all-targets -- -D warnings
     cargo clippy --release -p reprise-bench --all-targets -- -D warnings
     cargo clippy --release --target wasm32-wasip2 --workspace --exclude host-runner --exclude reprise-bench --all-targets -- -D warnings
 

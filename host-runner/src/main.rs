@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use host_runner::check::{self, CheckOptions, DEFAULT_IGNORED_HEADERS, Probe, Report};
+use host_runner::policy::Described;
 use host_runner::{
     Allocator, GuestEnv, HumanDuration, HumanSize, LoadedComponent, ServeOptions, Server, Shutdown,
     parse_duration,
@@ -253,8 +254,11 @@ fn describe(server: &Server) {
         Allocator::OnDemand => "on-demand allocator",
     };
     let policy = match (declared, &config.guest_policy) {
-        (_, Some(policy)) => format!("guest policy {policy}"),
-        (Some(policy), None) => format!("guest policy {policy} ignored (--ignore-guest-policy)"),
+        (_, Some(policy)) => format!("guest policy {}", Described(policy)),
+        (Some(policy), None) => format!(
+            "guest policy {} ignored (--ignore-guest-policy)",
+            Described(policy)
+        ),
         (None, None) => "no guest policy".to_owned(),
     };
     let or_none = |limit: Option<String>| limit.unwrap_or_else(|| "none".to_owned());

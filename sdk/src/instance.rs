@@ -38,10 +38,18 @@ struct State {
     retired: bool,
 }
 
-/// The instance's handler, made by `make` on first use and kept for its
-/// lifetime.
-pub(crate) fn handler<H: Serve>(make: fn() -> H) -> &'static H {
+/// The instance's handler, made by `make` at the instance's first request
+/// and kept for its lifetime. That first request also runs `setup` and
+/// adopts `policy`: what an export fixes for the instance is set once, not
+/// per request.
+pub(crate) fn handler<H: Serve>(
+    make: fn() -> H,
+    policy: &ReusePolicy,
+    setup: impl FnOnce(),
+) -> &'static H {
     let handler = HANDLER.get().unwrap_or_else(|| {
+        setup();
+        STATE.with_borrow_mut(|state| state.policy = *policy);
         // Leaked on purpose: the handler lives exactly as long as the
         // instance, and requests borrow it as `&'static`.
         let handler: &'static dyn Any = Box::leak(Box::new(make()));
@@ -53,9 +61,9 @@ pub(crate) fn handler<H: Serve>(make: fn() -> H) -> &'static H {
         .expect("a component exports exactly one reprise handler")
 }
 
-pub(crate) fn request_started(policy: &ReusePolicy) {
+pub(crate) fn request_started() {
     STATE.with_borrow_mut(|state| {
-        state.policy = *policy;
+        let policy = state.policy;
         state.in_flight += 1;
         state.most_in_flight = state.most_in_flight.max(state.in_flight);
         state.accepted += 1;
@@ -189,4 +197,102 @@ fn linear_memory_bytes() -> u64 {
     return core::arch::wasm32::memory_size::<0>() as u64 * 65536;
     #[cfg(not(target_arch = "wasm32"))]
     return 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rt::native;
+    use crate::scope::Scope;
+
+    #[derive(Default)]
+    struct App;
+
+    impl crate::Handler for App {
+        async fn handle(&self, _: crate::Request) -> impl crate::IntoResponse {
+            ""
+        }
+    }
+
+    /// This test thread's instance, exported with `policy`: what its first
+    /// request does.
+    fn instance(policy: ReusePolicy) {
+        handler(App::default, &policy, native::install);
+    }
+
+    fn request() -> Scope {
+        Scope::open(None, None)
+    }
+
+    #[test]
+    fn serial_policy_holds_backpressure_exactly_while_a_request_is_in_flight() {
+        instance(ReusePolicy::serial());
+        for _ in 0..3 {
+            let running = request();
+            assert_eq!(native::backpressure(), 1);
+            drop(running);
+            assert_eq!(native::backpressure(), 0);
+        }
+        assert!(!instance_stats().retiring);
+    }
+
+    #[test]
+    fn max_concurrency_raises_backpressure_at_the_limit_and_lowers_it_below() {
+        instance(ReusePolicy::concurrent().max_concurrency(2));
+        let first = request();
+        assert_eq!(native::backpressure(), 0);
+        let second = request();
+        assert_eq!(native::backpressure(), 1);
+        drop(first);
+        assert_eq!(native::backpressure(), 0);
+        let third = request();
+        assert_eq!(native::backpressure(), 1);
+        drop((second, third));
+        assert_eq!(native::backpressure(), 0);
+        assert_eq!(instance_stats().most_in_flight, 2);
+    }
+
+    #[test]
+    fn max_requests_retires_the_instance_for_good_at_its_last_request() {
+        instance(ReusePolicy::concurrent().max_requests(2));
+        drop(request());
+        assert_eq!(native::backpressure(), 0);
+        let last = request();
+        assert_eq!(native::backpressure(), 1);
+        assert!(instance_stats().retiring);
+        drop(last);
+        assert_eq!(native::backpressure(), 1, "a retired instance stays closed");
+    }
+
+    #[test]
+    fn never_closes_the_instance_after_its_one_request() {
+        instance(ReusePolicy::never());
+        drop(request());
+        assert_eq!(native::backpressure(), 1);
+        assert_eq!(instance_stats().requests, 1);
+        assert!(instance_stats().retiring);
+    }
+
+    #[test]
+    fn the_first_request_fixes_the_instance_policy_later_ones_do_not_reinstall_it() {
+        instance(ReusePolicy::serial());
+        instance(ReusePolicy::concurrent());
+        let _running = request();
+        assert_eq!(native::backpressure(), 1, "still serial");
+    }
+
+    #[test]
+    fn stats_count_accepted_and_in_flight_requests() {
+        instance(ReusePolicy::concurrent());
+        let first = request();
+        let second = request();
+        drop(first);
+        let stats = instance_stats();
+        assert_eq!(
+            (stats.requests, stats.in_flight, stats.most_in_flight),
+            (2, 1, 2)
+        );
+        drop(second);
+        assert_eq!(instance_stats().in_flight, 0);
+    }
 }

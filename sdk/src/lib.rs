@@ -68,7 +68,6 @@ mod instance;
 #[cfg(feature = "json")]
 mod json;
 mod local;
-mod policy;
 mod rt;
 mod scope;
 #[cfg(feature = "tower")]
@@ -91,7 +90,7 @@ pub use http_body;
 pub use instance::{InstanceStats, instance_stats, retire};
 #[cfg(feature = "json")]
 pub use json::Json;
-pub use policy::ReusePolicy;
+pub use reprise_policy::ReusePolicy;
 pub use rt::sleep;
 pub use scope::{RequestContext, RequestLocal, spawn};
 pub use sync::{Mutex, MutexGuard};
@@ -99,13 +98,13 @@ pub use sync::{Mutex, MutexGuard};
 /// Items the export macros expand to. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::policy::SECTION_LEN;
     #[cfg(feature = "p2")]
     pub use crate::rt::p2;
     #[cfg(feature = "p3")]
     pub use crate::rt::p3;
     #[cfg(feature = "tower")]
     pub use crate::service::ServiceHandler;
+    pub use reprise_policy::SECTION_LEN;
     #[cfg(feature = "p2")]
     pub use wasip2;
     #[cfg(feature = "p3")]

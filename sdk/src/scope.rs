@@ -13,7 +13,7 @@
 //! start and end events that scopes report.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -49,11 +49,12 @@ impl RequestContext {
     /// The context of the request whose code is running, or `None` outside a
     /// request.
     pub fn try_current() -> Option<RequestContext> {
-        with_current(|scope| scope.map(|scope| scope.0.context.clone()))
+        with_current(|scope| scope.map(Scope::context))
     }
 
     /// The request's id: its `x-request-id` header if the client or a proxy
-    /// sent one, otherwise an id generated when the request arrived.
+    /// sent one, otherwise one generated for it (unique on the instance, and
+    /// saying nothing about it).
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -93,32 +94,43 @@ const OUTSIDE: &str = "reprise: request-scoped state used outside a request; it 
 pub(crate) struct Scope(Rc<ScopeInner>);
 
 struct ScopeInner {
-    context: RequestContext,
+    /// The id the request came with, or one generated from `sequence` the
+    /// first time anyone asks: most requests never do, and should not pay
+    /// for hashing and formatting one.
+    id: OnceCell<Arc<str>>,
+    sequence: u64,
+    started: Instant,
+    deadline: Option<Instant>,
     locals: RefCell<Vec<(usize, Rc<dyn Any>)>>,
 }
 
 impl Scope {
     /// Opens a scope and reports the request's start to the instance.
-    /// `limit` is how long the request may take, from now.
-    pub(crate) fn open(
-        policy: &crate::ReusePolicy,
-        request_id: Option<&str>,
-        limit: Option<Duration>,
-    ) -> Scope {
-        crate::instance::request_started(policy);
-        let id = match request_id {
-            Some(id) => id.into(),
-            None => generate_id(),
-        };
+    /// `request_id` is the id the request came with, if any; `limit` is how
+    /// long the request may take, from now.
+    pub(crate) fn open(request_id: Option<Arc<str>>, limit: Option<Duration>) -> Scope {
+        crate::instance::request_started();
+        let id = OnceCell::new();
+        if let Some(given) = request_id {
+            let _ = id.set(given);
+        }
         let started = Instant::now();
         Scope(Rc::new(ScopeInner {
-            context: RequestContext {
-                id,
-                started,
-                deadline: limit.and_then(|limit| started.checked_add(limit)),
-            },
+            id,
+            sequence: next_sequence(),
+            started,
+            deadline: limit.and_then(|limit| started.checked_add(limit)),
             locals: RefCell::default(),
         }))
+    }
+
+    fn context(&self) -> RequestContext {
+        let inner = &self.0;
+        RequestContext {
+            id: inner.id.get_or_init(|| generate_id(inner.sequence)).clone(),
+            started: inner.started,
+            deadline: inner.deadline,
+        }
     }
 
     /// The scope whose code is running, if any.
@@ -127,7 +139,7 @@ impl Scope {
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.0.context.deadline
+        self.0.deadline
     }
 
     /// Runs the handler for `request` in this scope, within the request's
@@ -142,7 +154,7 @@ impl Scope {
         match crate::deadline::within(self.deadline(), answer).await {
             Ok(response) => response,
             Err(_) => crate::deadline::missed(self.deadline().map_or(Duration::ZERO, |deadline| {
-                deadline.saturating_duration_since(self.0.context.started)
+                deadline.saturating_duration_since(self.0.started)
             })),
         }
     }
@@ -151,7 +163,7 @@ impl Scope {
     pub(crate) fn enter<F: Future>(&self, future: F) -> Scoped<F> {
         Scoped {
             scope: self.clone(),
-            future: Box::pin(future),
+            future,
         }
     }
 }
@@ -181,16 +193,21 @@ fn with_current<R>(f: impl FnOnce(Option<&Scope>) -> R) -> R {
 /// A future that makes its request's scope current while it is polled.
 pub(crate) struct Scoped<F> {
     scope: Scope,
-    future: Pin<Box<F>>,
+    /// Pinned in place (no box of its own): every request wraps several
+    /// futures this way, and each box was an allocation per request.
+    future: F,
 }
 
 impl<F: Future> Future for Scoped<F> {
     type Output = F::Output;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = &mut *self;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `future` is structurally pinned: `Scoped` never moves it
+        // out, has no `Drop` impl, and is `Unpin` only when `F` is.
+        let this = unsafe { self.get_unchecked_mut() };
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
         let outer = CURRENT.replace(Some(this.scope.clone()));
-        let poll = this.future.as_mut().poll(cx);
+        let poll = future.poll(cx);
         CURRENT.set(outer);
         poll
     }
@@ -345,17 +362,23 @@ macro_rules! request_local {
 /// instance (std's `RandomState`, seeded from `wasi:random`) hides it. Fixed
 /// width and one alphanumeric run, so `host-runner check` masks it as one
 /// token that varies by itself, never as a leak.
-fn generate_id() -> Arc<str> {
+fn generate_id(sequence: u64) -> Arc<str> {
     use std::hash::{BuildHasher, RandomState};
     thread_local! {
         static KEY: RandomState = RandomState::new();
+    }
+    format!("{:016x}", KEY.with(|key| key.hash_one(sequence))).into()
+}
+
+/// The request's number on this instance, from 1: what its id is made of.
+fn next_sequence() -> u64 {
+    thread_local! {
         static NEXT: Cell<u64> = const { Cell::new(0) };
     }
-    let sequence = NEXT.with(|next| {
+    NEXT.with(|next| {
         next.set(next.get() + 1);
         next.get()
-    });
-    format!("{:016x}", KEY.with(|key| key.hash_one(sequence))).into()
+    })
 }
 
 #[cfg(test)]
@@ -364,7 +387,7 @@ mod tests {
 
     #[test]
     fn generated_ids_are_distinct_fixed_width_and_not_a_sequence() {
-        let ids: Vec<Arc<str>> = (0..100).map(|_| generate_id()).collect();
+        let ids: Vec<Arc<str>> = (0..100).map(|_| generate_id(next_sequence())).collect();
         for id in &ids {
             assert_eq!(id.len(), 16, "{id}");
             assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
@@ -379,5 +402,101 @@ mod tests {
             .filter(|pair| pair[0][..8] == pair[1][..8])
             .count();
         assert_eq!(shared, 0, "{ids:?}");
+    }
+
+    /// Polls `future` once, as an executor would when it is woken.
+    fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+        future.poll(&mut Context::from_waker(std::task::Waker::noop()))
+    }
+
+    /// Pending once, then ready: where another request may run in between.
+    async fn interleave() {
+        let mut yielded = false;
+        std::future::poll_fn(|_| {
+            if std::mem::replace(&mut yielded, true) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    fn request() -> Scope {
+        Scope::open(None, None)
+    }
+
+    crate::request_local! {
+        static VISITS: Cell<u32> = Cell::new(0);
+        static MARKER: Rc<()> = Rc::new(());
+    }
+
+    #[test]
+    fn interleaved_requests_each_see_their_own_request_locals() {
+        let visit = |times: u32| async move {
+            for _ in 0..times {
+                VISITS.with(|visits| visits.set(visits.get() + 1));
+                interleave().await;
+            }
+            VISITS.with(Cell::get)
+        };
+        let (a, b) = (request(), request());
+        let mut first = std::pin::pin!(a.enter(visit(2)));
+        let mut second = std::pin::pin!(b.enter(visit(3)));
+        for _ in 0..2 {
+            assert!(poll_once(first.as_mut()).is_pending());
+            assert!(poll_once(second.as_mut()).is_pending());
+        }
+        assert_eq!(poll_once(first.as_mut()), Poll::Ready(2));
+        assert!(poll_once(second.as_mut()).is_pending());
+        assert_eq!(poll_once(second.as_mut()), Poll::Ready(3));
+        // Between polls no request is current, so nothing leaks out either.
+        assert_eq!(VISITS.try_with(Cell::get), None);
+    }
+
+    #[test]
+    fn a_request_ends_when_its_last_holder_does_and_takes_its_values_along() {
+        let scope = request();
+        // A handle on the request's value, to watch it from outside.
+        let value = {
+            let mut read = std::pin::pin!(scope.enter(async { MARKER.with(Rc::clone) }));
+            match poll_once(read.as_mut()) {
+                Poll::Ready(value) => value,
+                Poll::Pending => unreachable!("reading a request-local does not wait"),
+            }
+        };
+        let task = scope.clone(); // as a spawned task or a body writer holds it
+        drop(scope);
+        assert_eq!(Rc::strong_count(&value), 2, "the request is still open");
+        assert_eq!(crate::instance_stats().in_flight, 1);
+        drop(task);
+        assert_eq!(Rc::strong_count(&value), 1, "the request's value is gone");
+        assert_eq!(crate::instance_stats().in_flight, 0);
+    }
+
+    #[test]
+    fn a_request_keeps_the_id_it_came_with_and_otherwise_gets_its_own() {
+        let id = |scope: &Scope| {
+            let mut read =
+                std::pin::pin!(scope.enter(async { RequestContext::current().id().to_owned() }));
+            match poll_once(read.as_mut()) {
+                Poll::Ready(id) => id,
+                Poll::Pending => unreachable!("reading the id does not wait"),
+            }
+        };
+        let given = Scope::open(Some("trace-7".into()), None);
+        assert_eq!(id(&given), "trace-7");
+        let (a, b) = (request(), request());
+        assert_eq!(id(&a), id(&a), "an id, once made, stays");
+        assert_ne!(id(&a), id(&b));
+        assert_eq!(id(&b).len(), 16);
+    }
+
+    #[test]
+    fn nothing_request_scoped_exists_outside_a_request() {
+        assert!(RequestContext::try_current().is_none());
+        assert_eq!(VISITS.try_with(Cell::get), None);
+        let _open = request(); // open, but not current: no future of it runs
+        assert!(RequestContext::try_current().is_none());
     }
 }

@@ -28,7 +28,7 @@ use crate::host::{self, Host};
 use crate::options::ServeOptions;
 use crate::units::HumanSize;
 use engine::PoolSizing;
-use policy::{GuestPolicy, PolicyError};
+use policy::{PolicyError, ReusePolicy};
 
 /// The WASI HTTP world a component serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -57,7 +57,7 @@ pub struct LoadedComponent {
     allocator: Allocator,
     interruptible: bool,
     world: World,
-    policy: Option<GuestPolicy>,
+    policy: Option<ReusePolicy>,
     initial_memory: u64,
     pre: ProxyPre<Host>,
 }
@@ -157,7 +157,7 @@ impl LoadedComponent {
 
     /// The reuse policy the component declares in its `reprise:reuse-policy`
     /// section; `None` when it has none (it was not built with reprise).
-    pub fn policy(&self) -> Option<&GuestPolicy> {
+    pub fn policy(&self) -> Option<&ReusePolicy> {
         self.policy.as_ref()
     }
 

@@ -17,7 +17,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::component::World;
-use crate::component::policy::{GuestPolicy, Reuse};
+use crate::component::policy::{Reuse, ReusePolicy};
 use crate::options::{
     DEFAULT_MAX_REQUEST_BODY_SIZE, LogFormat, RequestHeaders, ServeOptions, WasiOptions,
 };
@@ -37,7 +37,7 @@ pub struct EffectiveConfig {
     pub world: World,
     /// The reuse policy the component declared, if it has one (and it was
     /// not ignored).
-    pub guest_policy: Option<GuestPolicy>,
+    pub guest_policy: Option<ReusePolicy>,
     /// Requests one instance accepts before it is retired (at least 1).
     pub max_instance_reuse_count: usize,
     /// Where `max_instance_reuse_count` came from.
@@ -142,7 +142,7 @@ impl EffectiveConfig {
     pub fn resolve_with_policy(
         options: &ServeOptions,
         world: World,
-        policy: Option<&GuestPolicy>,
+        policy: Option<&ReusePolicy>,
     ) -> Self {
         let policy = policy.filter(|_| !options.ignore_guest_policy);
         let (default_reuse, default_concurrent) = match world {
@@ -153,13 +153,12 @@ impl EffectiveConfig {
             World::P2 => (P2_MAX_INSTANCE_REUSE_COUNT, 1),
         };
         let reuse_ceiling = policy.and_then(|policy| {
-            let rule = match policy.reuse {
+            let limit = policy.request_limit()?;
+            let rule = match policy.reuse() {
                 Reuse::Never => "never".to_owned(),
-                Reuse::Serial | Reuse::Concurrent => {
-                    format!("max_requests {}", policy.max_requests?)
-                }
+                Reuse::Serial | Reuse::Concurrent => format!("max_requests {limit}"),
             };
-            Some((policy.request_limit()?, rule))
+            Some((limit, rule))
         });
         let (max_instance_reuse_count, max_instance_reuse_count_origin) = ceiling(
             options.max_instance_reuse_count,
@@ -170,14 +169,12 @@ impl EffectiveConfig {
             match world {
                 World::P3 => {
                     let concurrency_ceiling = policy.and_then(|policy| {
-                        let rule = match policy.reuse {
-                            Reuse::Never => "never".to_owned(),
-                            Reuse::Serial => "serial".to_owned(),
-                            Reuse::Concurrent => {
-                                format!("max_concurrency {}", policy.max_concurrency?)
-                            }
+                        let limit = policy.concurrency_limit()?;
+                        let rule = match policy.reuse() {
+                            Reuse::Never | Reuse::Serial => policy.reuse().name().to_owned(),
+                            Reuse::Concurrent => format!("max_concurrency {limit}"),
                         };
-                        Some((u64::from(policy.concurrency_limit()?), rule))
+                        Some((u64::from(limit), rule))
                     });
                     ceiling(
                         options.max_instance_concurrent_reuse_count,
@@ -273,8 +270,8 @@ mod tests {
         assert_eq!(p2.max_instance_concurrent_reuse_count, 1);
     }
 
-    fn policy(json: &str) -> GuestPolicy {
-        crate::component::policy::parse(json.as_bytes()).expect("a valid policy")
+    fn policy(json: &str) -> ReusePolicy {
+        ReusePolicy::parse(json.as_bytes()).expect("a valid policy")
     }
 
     #[test]

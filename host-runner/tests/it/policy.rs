@@ -7,32 +7,18 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common::{RunningServer, assert_refused, guest_wasm, run_to_exit, scratch_file};
-use host_runner::policy::{self, GuestPolicy, Reuse};
+use host_runner::policy::{self, ReusePolicy};
 
-fn declared(guest: &str) -> Option<GuestPolicy> {
+fn declared(guest: &str) -> Option<ReusePolicy> {
     let wasm = std::fs::read(guest_wasm(guest)).expect("the built guest is readable");
     policy::read(&wasm).unwrap_or_else(|e| panic!("{guest}: {e}"))
 }
 
-fn policy(
-    reuse: Reuse,
-    max_concurrency: Option<u32>,
-    max_requests: Option<u64>,
-    max_memory: Option<u64>,
-) -> GuestPolicy {
-    GuestPolicy {
-        reuse,
-        max_concurrency,
-        max_requests,
-        max_memory,
-    }
-}
-
 #[test]
 fn every_sample_carries_the_policy_it_declares() {
-    let concurrent = policy(Reuse::Concurrent, None, None, None);
-    let serial = policy(Reuse::Serial, None, None, None);
-    let never = policy(Reuse::Never, None, None, None);
+    let concurrent = ReusePolicy::concurrent();
+    let serial = ReusePolicy::serial();
+    let never = ReusePolicy::never();
     let expected = [
         ("hello_p3", concurrent),
         // The SDK's p2 default: a p2 handler cannot interleave anyway.
@@ -43,7 +29,9 @@ fn every_sample_carries_the_policy_it_declares() {
         ("single_use_p2", never),
         (
             "limits_p3",
-            policy(Reuse::Concurrent, None, Some(5), Some(8 << 20)),
+            ReusePolicy::concurrent()
+                .max_requests(5)
+                .max_memory(8 << 20),
         ),
     ];
     for (guest, policy) in expected {

@@ -32,6 +32,7 @@ thread_local! {
     static RUNTIME: Cell<Option<&'static dyn Runtime>> = const { Cell::new(None) };
 }
 
+/// Installs the world's runtime; the instance's first request does it, once.
 fn install(runtime: &'static dyn Runtime) {
     RUNTIME.set(Some(runtime));
 }
@@ -41,6 +42,49 @@ fn runtime() -> &'static dyn Runtime {
         "reprise: no runtime; sleep and spawn work inside a handler exported with \
          reprise::export_p2! or reprise::export_p3!",
     )
+}
+
+/// A runtime for the SDK's native unit tests, where neither world exists:
+/// it records the backpressure the reuse policy asks for, and nothing else.
+#[cfg(test)]
+pub(crate) mod native {
+    use super::{LocalFuture, Runtime};
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    struct Recorder;
+
+    thread_local! {
+        static BACKPRESSURE: Cell<i32> = const { Cell::new(0) };
+    }
+
+    impl Runtime for Recorder {
+        fn sleep(&self, _: Duration) -> LocalFuture {
+            panic!("native unit tests have no clock to sleep on")
+        }
+        fn spawn(&self, _: LocalFuture) {
+            panic!("native unit tests have no executor to spawn on")
+        }
+        fn send(
+            &self,
+            _: crate::Request,
+        ) -> LocalFuture<Result<crate::Response, crate::client::Error>> {
+            panic!("native unit tests have no HTTP client")
+        }
+        fn policy_backpressure(&self, raise: bool) {
+            BACKPRESSURE.set(BACKPRESSURE.get() + if raise { 1 } else { -1 });
+        }
+    }
+
+    /// Installs the recorder for this test's thread.
+    pub(crate) fn install() {
+        super::install(&Recorder);
+    }
+
+    /// Backpressure the policy holds on the instance now: raises minus lowers.
+    pub(crate) fn backpressure() -> i32 {
+        BACKPRESSURE.get()
+    }
 }
 
 /// Waits for `duration` without blocking other requests on this instance.
@@ -72,9 +116,17 @@ pub(crate) fn policy_backpressure(raise: bool) {
     runtime().policy_backpressure(raise)
 }
 
-/// The request's id as the client or a proxy sent it.
-fn request_id_header(headers: &http::HeaderMap) -> Option<&str> {
-    headers.get("x-request-id").and_then(|id| id.to_str().ok())
+/// The request's id as the client or a proxy sent it (`x-request-id`, if it
+/// is visible ASCII), read from the host's fields: a scan of a few names is
+/// cheaper than a `HeaderMap` lookup once they are converted.
+fn request_id(fields: &[(String, Vec<u8>)]) -> Option<&str> {
+    let (_, value) = fields
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-request-id"))?;
+    let visible = |byte: &u8| *byte == b'\t' || (b' '..=b'~').contains(byte);
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|text| text.as_bytes().iter().all(visible))
 }
 
 /// Nanoseconds for a WASI clock, saturating rather than wrapping: a sleep of
@@ -99,7 +151,11 @@ fn build_request(
     headers: Vec<(String, Vec<u8>)>,
     body: crate::Body,
 ) -> Result<crate::Request, InvalidRequest> {
-    let mut uri = http::Uri::builder().path_and_query(path_with_query.as_deref().unwrap_or("/"));
+    // The host's `String` becomes the URI's storage as it is, uncopied.
+    let mut uri = match path_with_query {
+        Some(path) => http::Uri::builder().path_and_query(path),
+        None => http::Uri::builder().path_and_query("/"),
+    };
     if let Some(authority) = authority.filter(|a| !a.is_empty()) {
         uri = uri.scheme(scheme.unwrap_or("http")).authority(authority);
     }
@@ -395,6 +451,26 @@ mod tests {
             .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(&value)))
             .collect();
         assert_eq!(names, ["x-kept: yes", "content-length: 5"]);
+    }
+
+    #[test]
+    fn a_request_id_is_the_first_x_request_id_that_is_visible_ascii() {
+        let fields = |list: &[(&str, &[u8])]| -> Vec<(String, Vec<u8>)> {
+            list.iter()
+                .map(|(name, value)| (name.to_string(), value.to_vec()))
+                .collect()
+        };
+        let sent = fields(&[
+            ("host", b"a"),
+            ("X-Request-Id", b"abc 1"),
+            ("x-request-id", b"2"),
+        ]);
+        assert_eq!(request_id(&sent), Some("abc 1"));
+        assert_eq!(
+            request_id(&fields(&[("x-request-id", b"caf\xc3\xa9")])),
+            None
+        );
+        assert_eq!(request_id(&fields(&[("x-request-ids", b"1")])), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::{Body, ReusePolicy};
 use http_body::Frame;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 use wasip2::http::types::{
     Fields, FutureTrailers, IncomingBody as WasiIncomingBody, IncomingRequest, OutgoingBody,
@@ -70,39 +71,37 @@ pub fn handle<H: Serve, const RETIRES: bool>(
     request: IncomingRequest,
     out: ResponseOutparam,
 ) {
-    super::install(&P2::<RETIRES>);
-    let handler = crate::instance::handler(make);
+    let handler = crate::instance::handler(make, policy, || super::install(&P2::<RETIRES>));
     executor::run(async move {
-        let request = match into_http(request) {
-            Ok(request) => request,
+        let (request, id) = match into_http(request) {
+            Ok(converted) => converted,
             Err(code) => return ResponseOutparam::set(out, Err(code)),
         };
-        let scope = Scope::open(
-            policy,
-            super::request_id_header(request.headers()),
-            handler.deadline(&request),
-        );
+        let scope = Scope::open(id, handler.deadline(&request));
         let response = scope.respond(handler, request).await;
         scope.enter(respond(response, out)).await;
     });
 }
 
-fn into_http(request: IncomingRequest) -> Result<crate::Request, ErrorCode> {
+/// The request as `http` has it, and the id it came with.
+fn into_http(request: IncomingRequest) -> Result<(crate::Request, Option<Arc<str>>), ErrorCode> {
     let method = method(request.method()).map_err(error_code)?;
     let scheme = request.scheme();
     let authority = request.authority();
     let path = request.path_with_query();
     let headers = request.headers().entries();
     let hint = super::announced_size(&headers);
-    super::build_request(
+    let id = super::request_id(&headers).map(Arc::from);
+    let request = super::build_request(
         method,
         scheme.as_ref().map(self::scheme),
         authority,
         path,
         headers,
-        Body::from_source(IncomingBody::unread(move || request.consume()), hint),
+        Body::from_source(IncomingBody::Unread(move || request.consume()), hint),
     )
-    .map_err(error_code)
+    .map_err(error_code)?;
+    Ok((request, id))
 }
 
 async fn respond(response: crate::Response, out: ResponseOutparam) {
@@ -185,7 +184,7 @@ async fn send(request: crate::Request) -> Result<crate::Response, crate::client:
     let status = response.status();
     let headers = response.headers().entries();
     let hint = super::announced_size(&headers);
-    let body = Body::from_source(IncomingBody::unread(move || response.consume()), hint);
+    let body = Body::from_source(IncomingBody::Unread(move || response.consume()), hint);
     super::build_response(status, headers, body, &target.authority)
 }
 
@@ -240,12 +239,11 @@ async fn flush(stream: &OutputStream) -> Result<(), StreamError> {
 }
 
 /// An incoming request's body or an outgoing call's response body, as the
-/// host streams it.
-enum IncomingBody {
+/// host streams it. `C` opens it: `consume` of the request or response.
+enum IncomingBody<C> {
     /// Not read yet. Opening the body costs host calls that a handler
-    /// which never reads it should not pay. Holds `consume` of the request
-    /// or response.
-    Unread(Box<dyn FnOnce() -> Result<WasiIncomingBody, ()>>),
+    /// which never reads it should not pay.
+    Unread(C),
     Reading {
         // Declared before `body`: a stream must be dropped before its body.
         stream: InputStream,
@@ -256,11 +254,7 @@ enum IncomingBody {
 
 const READ_SIZE: u64 = 16 * 1024;
 
-impl IncomingBody {
-    fn unread(consume: impl FnOnce() -> Result<WasiIncomingBody, ()> + 'static) -> Self {
-        IncomingBody::Unread(Box::new(consume))
-    }
-
+impl<C: FnOnce() -> Result<WasiIncomingBody, ()>> IncomingBody<C> {
     /// Opens the body stream, on the first read.
     fn open(&mut self) -> Result<(), BodyError> {
         match std::mem::replace(self, IncomingBody::Ended) {
@@ -276,7 +270,10 @@ impl IncomingBody {
     }
 }
 
-impl Source for IncomingBody {
+impl<C> Source for IncomingBody<C>
+where
+    C: FnOnce() -> Result<WasiIncomingBody, ()> + Unpin + 'static,
+{
     fn next_frame(&mut self) -> NextFrame<'_> {
         Box::pin(async move {
             if let Err(error) = self.open() {

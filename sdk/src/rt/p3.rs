@@ -14,6 +14,7 @@ use crate::scope::Scope;
 use crate::{Body, ReusePolicy};
 use bytes::Bytes;
 use http_body::Frame;
+use std::sync::Arc;
 use std::time::Duration;
 use wasip3::http::types::{Fields, Request, Response, Trailers};
 use wasip3::wit_bindgen::{FutureReader, FutureWriter, StreamReader, StreamResult, StreamWriter};
@@ -54,30 +55,27 @@ pub async fn handle<H: Serve>(
     make: fn() -> H,
     request: Request,
 ) -> Result<Response, ErrorCode> {
-    super::install(&P3);
-    let handler = crate::instance::handler(make);
-    let request = into_http(request)?;
-    let scope = Scope::open(
-        policy,
-        super::request_id_header(request.headers()),
-        handler.deadline(&request),
-    );
+    let handler = crate::instance::handler(make, policy, || super::install(&P3));
+    let (request, id) = into_http(request)?;
+    let scope = Scope::open(id, handler.deadline(&request));
     let response = scope.respond(handler, request).await;
     from_http(response, &scope)
 }
 
-fn into_http(request: Request) -> Result<crate::Request, ErrorCode> {
+/// The request as `http` has it, and the id it came with.
+fn into_http(request: Request) -> Result<(crate::Request, Option<Arc<str>>), ErrorCode> {
     let method = method(request.get_method()).map_err(error_code)?;
     let wasi_scheme = request.get_scheme();
     let authority = request.get_authority();
     let path = request.get_path_with_query();
     let headers = request.get_headers().copy_all();
     let hint = super::announced_size(&headers);
+    let id = super::request_id(&headers).map(Arc::from);
     let body = Body::from_source(
-        IncomingBody::unread(|done| Request::consume_body(request, done)),
+        IncomingBody::Unread(|done| Request::consume_body(request, done)),
         hint,
     );
-    super::build_request(
+    let request = super::build_request(
         method,
         wasi_scheme.as_ref().map(scheme),
         authority,
@@ -85,7 +83,8 @@ fn into_http(request: Request) -> Result<crate::Request, ErrorCode> {
         headers,
         body,
     )
-    .map_err(error_code)
+    .map_err(error_code)?;
+    Ok((request, id))
 }
 
 fn from_http(response: crate::Response, scope: &Scope) -> Result<Response, ErrorCode> {
@@ -185,26 +184,19 @@ async fn send(request: crate::Request) -> Result<crate::Response, crate::client:
     let headers = response.get_headers().copy_all();
     let hint = super::announced_size(&headers);
     let body = Body::from_source(
-        IncomingBody::unread(|done| Response::consume_body(response, done)),
+        IncomingBody::Unread(|done| Response::consume_body(response, done)),
         hint,
     );
     super::build_response(status, headers, body, &target.authority)
 }
 
-/// Opens a message's body: `Request::consume_body` or
-/// `Response::consume_body`, given the future that reports the guest done.
-type Consume = Box<
-    dyn FnOnce(
-        FutureReader<Result<(), ErrorCode>>,
-    ) -> (StreamReader<u8>, FutureReader<TrailersResult>),
->;
-
 /// An incoming request's body or an outgoing call's response body, as the
-/// host streams it.
-enum IncomingBody {
+/// host streams it. `C` opens it: `Request::consume_body` or
+/// `Response::consume_body`, given the future that reports the guest done.
+enum IncomingBody<C> {
     /// Not read yet. Opening the body stream costs host calls (and host
     /// work) that a handler which never reads the body should not pay.
-    Unread(Consume),
+    Unread(C),
     Reading {
         stream: StreamReader<u8>,
         /// Says whether the upload completed, once the stream ends.
@@ -218,16 +210,12 @@ enum IncomingBody {
 
 const READ_SIZE: usize = 16 * 1024;
 
-impl IncomingBody {
-    fn unread(
-        consume: impl FnOnce(
-            FutureReader<Result<(), ErrorCode>>,
-        ) -> (StreamReader<u8>, FutureReader<TrailersResult>)
-        + 'static,
-    ) -> Self {
-        IncomingBody::Unread(Box::new(consume))
-    }
-
+impl<C> IncomingBody<C>
+where
+    C: FnOnce(
+        FutureReader<Result<(), ErrorCode>>,
+    ) -> (StreamReader<u8>, FutureReader<TrailersResult>),
+{
     /// Opens the body stream, on the first read.
     fn open(&mut self) {
         match std::mem::replace(self, IncomingBody::Ended) {
@@ -245,7 +233,14 @@ impl IncomingBody {
     }
 }
 
-impl Source for IncomingBody {
+impl<C> Source for IncomingBody<C>
+where
+    C: FnOnce(
+            FutureReader<Result<(), ErrorCode>>,
+        ) -> (StreamReader<u8>, FutureReader<TrailersResult>)
+        + Unpin
+        + 'static,
+{
     fn next_frame(&mut self) -> NextFrame<'_> {
         Box::pin(async move {
             self.open();

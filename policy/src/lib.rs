@@ -1,16 +1,28 @@
-//! The reuse policy a component declares, and its wire form for hosts.
+//! The reuse policy a reprise component declares, and its wire form: the
+//! `reprise:reuse-policy` custom section.
 //!
-//! A policy travels two ways. Statically, the export macro writes it as JSON
-//! into a custom section named `reprise:reuse-policy`, which a host can read
-//! before it instantiates anything (schema: `docs/src/reference/reuse-policy.md`). At run
-//! time, `instance` enforces it through backpressure, which is what makes it
-//! hold on hosts that never read the section. This module only describes and
-//! encodes; it enforces nothing.
+//! This crate is the contract between the two halves of reprise. A guest
+//! builds a [`ReusePolicy`] in a `const` and the export macro writes
+//! [`ReusePolicy::to_section`] into the component; a host reads the section
+//! back with [`ReusePolicy::from_sections`] (feature `parse`) before it
+//! instantiates anything. Because both use this one type, the limits a host
+//! derives ([`ReusePolicy::concurrency_limit`] and friends) are the very
+//! limits the guest enforces. Schema: `docs/src/reference/reuse-policy.md` in
+//! reprise's guide (version 1).
+//!
+//! It only describes, encodes and decodes. Enforcing a policy is the SDK's
+//! job (through backpressure), applying it as a ceiling over host settings is
+//! the host's, and finding custom sections in a component is the host's
+//! WebAssembly parser's. Without `parse` the crate has no dependencies, so a
+//! guest pays nothing for the host's half.
+
+/// Name of the custom section that carries the policy.
+pub const SECTION: &str = "reprise:reuse-policy";
 
 /// How a component instance may be reused: declared once, at the export.
 ///
 /// ```
-/// use reprise::ReusePolicy;
+/// use reprise_policy::ReusePolicy;
 ///
 /// // One request at a time, and a fresh instance after 1000 requests or
 /// // once linear memory passes 64 MiB.
@@ -20,7 +32,7 @@
 /// assert_eq!(POLICY.concurrency_limit(), Some(1));
 /// ```
 ///
-/// It goes to the export macro:
+/// In a reprise component it goes to the export macro:
 /// `reprise::export_p3!(MyHandler, policy = POLICY);`
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReusePolicy {
@@ -30,10 +42,14 @@ pub struct ReusePolicy {
     max_memory: Option<u64>,
 }
 
+/// The kind of reuse a [`ReusePolicy`] allows: its `reuse` field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reuse {
+pub enum Reuse {
+    /// One request per instance.
     Never,
+    /// Reuse, one request at a time.
     Serial,
+    /// Reuse, several requests at once.
     Concurrent,
 }
 
@@ -67,10 +83,10 @@ impl ReusePolicy {
     /// At most `n` requests in flight on one instance (concurrent reuse only).
     ///
     /// A request counts as in flight until its scope closes: until its body is
-    /// written and every task it [`spawn`](crate::spawn)ed is done, not merely
-    /// until it returns a response. That is stricter than a host's own
-    /// concurrency setting (`--max-instance-concurrent-reuse-count`), which
-    /// stops counting at the response.
+    /// written and every task it spawned is done, not merely until it returns
+    /// a response. That is stricter than a host's own concurrency setting
+    /// (`--max-instance-concurrent-reuse-count`), which stops counting at the
+    /// response.
     pub const fn max_concurrency(self, n: u32) -> Self {
         assert!(n >= 1, "max_concurrency must be at least 1");
         assert!(
@@ -104,6 +120,11 @@ impl ReusePolicy {
         }
     }
 
+    /// The kind of reuse this policy allows.
+    pub const fn reuse(&self) -> Reuse {
+        self.reuse
+    }
+
     /// Most requests in flight at once on one instance; `None` for no limit.
     pub const fn concurrency_limit(&self) -> Option<u32> {
         match self.reuse {
@@ -132,9 +153,9 @@ impl ReusePolicy {
         self.request_limit().is_some() || self.max_memory.is_some()
     }
 
-    /// The policy as the `reprise:reuse-policy` section holds it: schema
-    /// version 1 JSON, padded with spaces to a fixed length (JSON ignores
-    /// trailing whitespace) so it can be built in a `const`.
+    /// The policy as the section holds it: schema version 1 JSON, padded
+    /// with spaces to a fixed length (JSON ignores trailing whitespace) so
+    /// that it can be built in a `const`.
     #[doc(hidden)]
     pub const fn to_section(&self) -> [u8; SECTION_LEN] {
         let mut json = ConstWriter {
@@ -142,11 +163,7 @@ impl ReusePolicy {
             len: 0,
         };
         json.push(b"{\"version\":1,\"reuse\":\"");
-        json.push(match self.reuse {
-            Reuse::Never => b"never",
-            Reuse::Serial => b"serial",
-            Reuse::Concurrent => b"concurrent",
-        });
+        json.push(self.reuse.name().as_bytes());
         json.push(b"\"");
         if let Some(n) = self.max_concurrency {
             json.push(b",\"max_concurrency\":");
@@ -168,6 +185,17 @@ impl ReusePolicy {
 impl Default for ReusePolicy {
     fn default() -> Self {
         Self::concurrent()
+    }
+}
+
+impl Reuse {
+    /// The value of the section's `reuse` field.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reuse::Never => "never",
+            Reuse::Serial => "serial",
+            Reuse::Concurrent => "concurrent",
+        }
     }
 }
 
@@ -209,6 +237,11 @@ impl ConstWriter {
     }
 }
 
+#[cfg(feature = "parse")]
+mod parse;
+#[cfg(feature = "parse")]
+pub use parse::PolicyError;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,7 +282,20 @@ mod tests {
     fn never_and_serial_imply_their_limits() {
         assert_eq!(ReusePolicy::never().request_limit(), Some(1));
         assert_eq!(ReusePolicy::never().concurrency_limit(), Some(1));
+        assert_eq!(ReusePolicy::serial().request_limit(), None);
         assert_eq!(ReusePolicy::serial().concurrency_limit(), Some(1));
         assert_eq!(ReusePolicy::concurrent().concurrency_limit(), None);
+    }
+
+    #[test]
+    fn only_limits_that_end_an_instance_retire_it() {
+        assert!(ReusePolicy::never().retires_instances());
+        assert!(ReusePolicy::serial().max_memory(1).retires_instances());
+        assert!(!ReusePolicy::serial().retires_instances());
+        assert!(
+            !ReusePolicy::concurrent()
+                .max_concurrency(4)
+                .retires_instances()
+        );
     }
 }
