@@ -5,6 +5,8 @@
 //! - [`shutdown`]: when to stop (signals, a shutdown address, a call);
 //! - [`server`]: hyper front end, its serving threads, error responses,
 //!   debug headers;
+//! - `listeners`: a listening socket per serving thread (`SO_REUSEPORT`),
+//!   and taking over the queue of a thread stuck in guest code;
 //! - `request`: request ids, in-flight accounting, the body-size limit;
 //! - `record`: `--record`, each request served appended to a file that
 //!   `check --requests` replays;
@@ -22,6 +24,7 @@
 //!   that a fault in between still gets a status and a short body goes out
 //!   in one write;
 //! - `metrics`: counters and histograms, served at `/metrics`;
+//!   `thread_metrics`: the per-serving-thread gauges among them;
 //! - [`component`]: loading, world detection, the policy section;
 //! - [`policy`]: the guest's `reprise:reuse-policy`;
 //! - `engine`: wasmtime engine, allocator and its pools, epoch ticker;
@@ -56,6 +59,7 @@ mod engine;
 mod guest_output;
 mod host;
 mod keyvalue;
+mod listeners;
 pub mod logging;
 mod metrics;
 pub mod outbound;
@@ -66,6 +70,7 @@ mod request;
 mod response;
 pub mod server;
 pub mod shutdown;
+mod thread_metrics;
 pub mod wasmtime_flags;
 mod worker;
 
