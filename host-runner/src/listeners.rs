@@ -238,6 +238,20 @@ impl ThreadListener {
     }
 }
 
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        // A connection handed over but never picked up holds a seat, and
+        // so the siblings: dropping it here breaks that cycle, so the
+        // sockets close when the server stops.
+        if let Some(this) = self.siblings.get(self.index) {
+            this.handed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+    }
+}
+
 /// Accepts a thread's connections: its own, and those of a stuck sibling.
 pub(crate) struct Acceptor {
     own: TcpListener,

@@ -60,7 +60,7 @@ impl ThreadGauges {
     }
 
     pub(crate) fn render(&self, out: &mut String) {
-        let metrics: [(&str, &str, &str, fn(&Gauges) -> i64); 3] = [
+        let metrics: [Series; 3] = [
             (
                 "reprise_thread_connections_open",
                 "gauge",
@@ -88,6 +88,9 @@ impl ThreadGauges {
         }
     }
 }
+
+/// A per-thread series: name, type, help, and how to read it from a thread.
+type Series = (&'static str, &'static str, &'static str, fn(&Gauges) -> i64);
 
 /// A connection counted in `reprise_thread_connections_open` until dropped.
 pub(crate) struct OpenConnection {
