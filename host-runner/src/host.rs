@@ -21,7 +21,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::config::{EffectiveConfig, LogFormat, WasiOptions};
 use crate::guest_output::{GuestOutput, HostStream, OutputStyle, RequestLabels, StderrTail};
 use crate::keyvalue::{self, KeyValueStore};
-use crate::outbound::HttpHooks;
+use crate::outbound::{FailedCalls, HttpHooks};
 
 /// The host side of one component instance.
 pub struct Host {
@@ -70,6 +70,15 @@ impl Host {
     /// and it printed one since the last call.
     pub(crate) fn take_panic_message(&self) -> Option<String> {
         self.stderr_tail.as_ref()?.take_panic()
+    }
+
+    /// The outgoing calls that failed since the last call, if they are kept
+    /// (`check`).
+    pub(crate) fn take_failed_calls(&self) -> Vec<String> {
+        self.hooks
+            .failed_calls
+            .as_ref()
+            .map_or_else(Vec::new, |calls| calls.take())
     }
 }
 
@@ -181,28 +190,40 @@ pub(crate) fn new_store(
         config,
         services,
         HostStream::Stdout,
-        None,
+        Kept::default(),
     )
 }
 
 /// [`new_store`] as `check` needs it: the guest's stdout goes to the host's
-/// stderr (stdout is the report's), and the tail of its stderr is kept so
-/// that a trap can be reported with the guest's panic message.
+/// stderr (stdout is the report's), the tail of its stderr is kept so that
+/// a trap can be reported with the guest's panic message, and failed
+/// outgoing calls are kept so that they are not taken for leaks.
 pub(crate) fn new_store_for_check(
     engine: &Engine,
     instance_id: u64,
     config: &EffectiveConfig,
     services: &Arc<HostServices>,
 ) -> Store<Host> {
-    let tail = Some(Arc::new(StderrTail::default()));
+    let kept = Kept {
+        stderr_tail: Some(Arc::default()),
+        failed_calls: Some(Arc::default()),
+    };
     store(
         engine,
         instance_id,
         config,
         services,
         HostStream::Stderr,
-        tail,
+        kept,
     )
+}
+
+/// What a store keeps of its guest's doings for `check`; the server keeps
+/// nothing.
+#[derive(Default)]
+struct Kept {
+    stderr_tail: Option<Arc<StderrTail>>,
+    failed_calls: Option<Arc<FailedCalls>>,
 }
 
 fn store(
@@ -211,8 +232,12 @@ fn store(
     config: &EffectiveConfig,
     services: &Arc<HostServices>,
     stdout: HostStream,
-    stderr_tail: Option<Arc<StderrTail>>,
+    kept: Kept,
 ) -> Store<Host> {
+    let Kept {
+        stderr_tail,
+        failed_calls,
+    } = kept;
     let style = match (config.log_format, config.logging_prefix) {
         (LogFormat::Json, _) => OutputStyle::Events,
         (LogFormat::Text, true) => OutputStyle::Prefixed,
@@ -246,6 +271,7 @@ fn store(
                 policy: config.outbound.clone(),
                 p2_outgoing_body_buffer_chunks: config.wasi.http_outgoing_body_buffer_chunks,
                 p2_outgoing_body_chunk_size: config.wasi.http_outgoing_body_chunk_size,
+                failed_calls,
             },
             services: services.clone(),
             memory: MemoryMeter {

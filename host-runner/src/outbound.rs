@@ -15,6 +15,7 @@
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use hyper::Uri;
 use hyper::http::uri::Scheme;
@@ -152,12 +153,33 @@ fn unbracket(host: &str) -> &str {
         .unwrap_or(host)
 }
 
-/// The `wasi:http` hooks of one instance: the outbound policy, and the p2
-/// outgoing-body buffering set with `-S`.
+/// The `wasi:http` hooks of one instance: the outbound policy, the p2
+/// outgoing-body buffering set with `-S`, and, for `check`, a log of the
+/// calls that failed.
 pub(crate) struct HttpHooks {
     pub(crate) policy: OutboundPolicy,
     pub(crate) p2_outgoing_body_buffer_chunks: Option<usize>,
     pub(crate) p2_outgoing_body_chunk_size: Option<usize>,
+    pub(crate) failed_calls: Option<Arc<FailedCalls>>,
+}
+
+/// Outgoing calls that failed, one line each (`GET http://…: connection
+/// refused`), kept so that `check` can tell a response that differs because
+/// a call failed from one that differs because of a leak. The server keeps
+/// none: the guest itself hears of the failure and answers for it.
+#[derive(Default)]
+pub(crate) struct FailedCalls(Mutex<Vec<String>>);
+
+impl FailedCalls {
+    fn record(&self, call: &str, error: &Error) {
+        let mut calls = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        calls.push(format!("{call}: {error}"));
+    }
+
+    /// The failures since the last call, oldest first.
+    pub(crate) fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 type SendFuture = Box<
@@ -180,18 +202,31 @@ impl WasiHttpHooks for HttpHooks {
         fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
         _ = fut;
+        // Named only when someone keeps the failures: the server does not.
+        let failed = self
+            .failed_calls
+            .clone()
+            .map(|log| (log, format!("{} {}", request.method(), request.uri())));
+        let fail = move |error: Error| {
+            if let Some((log, call)) = &failed {
+                log.record(call, &error);
+            }
+            error
+        };
         if !self.policy.allows(request.uri()) {
             tracing::debug!(
                 "outbound HTTP to {} refused: {}",
                 request.uri(),
                 self.policy
             );
-            return Box::new(async { Err(Error::HttpRequestDenied) });
+            return Box::new(async move { Err(fail(Error::HttpRequestDenied)) });
         }
         Box::new(async move {
             use http_body_util::BodyExt;
 
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let sent = wasmtime_wasi_http::default_send_request(request, options).await;
+            let (response, io) = sent.map_err(&fail)?;
+            let io = async move { io.await.map_err(fail) };
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,

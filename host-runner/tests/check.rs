@@ -13,6 +13,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::backend::{Backend, refusing_url};
 use common::{Finished, RunningServer, assert_no_crash, guest_wasm, run_to_exit, scratch_file};
 use serde_json::Value;
 
@@ -547,4 +548,71 @@ fn a_check_that_cannot_run_exits_2_so_ci_tells_it_from_a_finding() {
         }
         assert_no_crash(&outcome);
     }
+}
+
+// Outgoing calls: check makes them for real, and a failure is not a leak.
+
+#[test]
+fn an_answer_that_changes_because_the_backend_went_down_is_no_leak_but_a_failed_call() {
+    let backend = Backend::start();
+    let env = format!("BACKEND={}", backend.url);
+    // The backend answers both fresh runs, then goes down for the reused ones.
+    let flags = ["--env", &env, "--path", "/fails-after?n=2", "--rounds", "1"];
+    let (code, report) = check_json("proxy_p3", &flags);
+    assert_eq!(code, 1, "{report:#}");
+    let kinds: Vec<String> = findings(&report)
+        .into_iter()
+        .map(|(kind, ..)| kind)
+        .collect();
+    assert!(
+        !kinds.is_empty() && kinds.iter().all(|kind| kind == "outgoing"),
+        "{report:#}"
+    );
+    let detail = report["findings"][0]["detail"].as_str().unwrap_or_default();
+    let call = format!("GET {}/fails-after?n=2", backend.url);
+    assert!(
+        detail.contains("after a failed outgoing call on the reused instance")
+            && detail.contains(&call),
+        "{detail}"
+    );
+    assert!(
+        report["hint"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reachable"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_call_that_fails_on_fresh_instances_too_passes_only_with_a_warning_naming_it() {
+    let env = format!("BACKEND={}", refusing_url());
+    let outcome = check(
+        "proxy_p3",
+        &["--env", &env, "--path", "/x", "--rounds", "1"],
+    );
+    assert_eq!(
+        outcome.status.code(),
+        Some(0),
+        "{}\n{}",
+        outcome.stdout,
+        outcome.stderr
+    );
+    let warning = outcome
+        .stdout
+        .lines()
+        .find(|line| {
+            line.starts_with("warning")
+                && line.contains("an outgoing call failed on a fresh instance for GET / and 3 more requests (GET http://127.0.0.1:")
+        })
+        .unwrap_or_else(|| panic!("no warning naming the failed call:\n{}", outcome.stdout));
+    assert_eq!(
+        outcome.stdout.matches("outgoing call failed").count(),
+        1,
+        "one line for all"
+    );
+    assert!(
+        warning.contains("connection refused") || warning.contains("Connection refused"),
+        "{warning}"
+    );
 }

@@ -130,6 +130,9 @@ pub(crate) struct Finished {
     /// Most requests in flight on the instance while this one was.
     pub(crate) in_flight: usize,
     pub(crate) outcome: Outcome,
+    /// Outgoing calls that failed on the instance during the batch (this
+    /// request's own, when it ran alone).
+    pub(crate) failed_calls: Vec<String>,
 }
 
 /// The result of [`Driver::run_batch`].
@@ -342,6 +345,7 @@ impl<'a> Driver<'a> {
         // A trap only says `unreachable`; the panic the guest printed just
         // before it says why, so it goes into the trapping request's outcome.
         let panic = instance.store.data().take_panic_message();
+        let failed_calls = instance.store.data().take_failed_calls();
         let with_panic = |outcome: Outcome| match (outcome, &panic) {
             (Outcome::Trapped(trap), Some(panic)) => {
                 Outcome::Trapped(format!("panic {panic} ({trap})"))
@@ -381,6 +385,7 @@ impl<'a> Driver<'a> {
                 nth,
                 in_flight: progress.in_flight[slot],
                 outcome,
+                failed_calls: failed_calls.clone(),
             });
         }
         instance.started = first_nth + progress.started.iter().flatten().count();

@@ -16,7 +16,8 @@
 //! backpressure gets no new request, and one that retired is replaced.
 //! What it cannot see: leaks that need more requests, other inputs or more
 //! concurrency than the probes give, and state outside the instance (files,
-//! outgoing calls).
+//! the services it calls). Outgoing calls are made for real; an answer that
+//! differs after one of them failed is reported as such, not as a leak.
 
 mod compare;
 mod driver;
@@ -99,6 +100,14 @@ struct Run {
     in_flight: usize,
     after: Option<usize>,
     outcome: Outcome,
+    failed_calls: Vec<String>,
+}
+
+/// Each probe once on its own new instance: the outcomes, and the outgoing
+/// calls that failed for each.
+struct FreshRun {
+    outcomes: Vec<Outcome>,
+    failed_calls: Vec<Vec<String>>,
 }
 
 /// Everything one reused mode did.
@@ -132,7 +141,16 @@ pub async fn check(
     let rounds = options.rounds.max(1);
     let mut driver = Driver::new(component, probes, &options.env, options.request_timeout);
 
-    let fresh = [fresh_run(&mut driver).await?, fresh_run(&mut driver).await?];
+    let [first, second] = [fresh_run(&mut driver).await?, fresh_run(&mut driver).await?];
+    // Failures from either fresh run taint the reference of their probe.
+    let fresh_failed_calls: Vec<Vec<String>> = (first.failed_calls.into_iter())
+        .zip(second.failed_calls)
+        .map(|(mut a, b)| {
+            a.extend(b);
+            a
+        })
+        .collect();
+    let fresh = [first.outcomes, second.outcomes];
     let fresh_instances = driver.instances_created();
 
     let mut shuffler = Shuffler::new(options.seed);
@@ -184,9 +202,13 @@ pub async fn check(
             most_in_flight: runs.most_in_flight,
             skipped: None,
         });
-        findings.extend(compare_runs(
-            mode, runs, &fresh[0], &reference, &masks, &ignore, &labels,
-        ));
+        let fresh = Fresh {
+            outcomes: &fresh[0],
+            reference: &reference,
+            masks: &masks,
+            failed_calls: &fresh_failed_calls,
+        };
+        findings.extend(compare_runs(mode, runs, &fresh, &ignore, &labels));
         for (instance, bytes) in &runs.memory {
             if let Some(detail) = memory_growth(bytes, mode) {
                 findings.push(Finding {
@@ -247,6 +269,20 @@ pub async fn check(
     if probes == Probe::defaults() {
         warnings.push(ONLY_DEFAULT_PROBES.to_owned());
     }
+    // One line for all of them: a service that is down fails every call.
+    let failing: Vec<(&String, &String)> = (labels.iter().zip(&fresh_failed_calls))
+        .filter_map(|(label, calls)| Some((label, calls.first()?)))
+        .collect();
+    if let Some((label, call)) = failing.first() {
+        let more = match failing.len() - 1 {
+            0 => String::new(),
+            1 => " and 1 more request".to_owned(),
+            n => format!(" and {n} more requests"),
+        };
+        warnings.push(format!(
+            "an outgoing call failed on a fresh instance for {label}{more} ({call}), so those answers were compared to a failure: make the services the component calls reachable and check again"
+        ));
+    }
 
     Ok(Report {
         component: component.path().display().to_string(),
@@ -268,18 +304,22 @@ pub async fn check(
 }
 
 /// Each probe on its own new instance.
-async fn fresh_run(driver: &mut Driver<'_>) -> anyhow::Result<Vec<Outcome>> {
-    let mut outcomes = Vec::new();
+async fn fresh_run(driver: &mut Driver<'_>) -> anyhow::Result<FreshRun> {
+    let mut run = FreshRun {
+        outcomes: Vec::new(),
+        failed_calls: Vec::new(),
+    };
     for probe in 0..driver.probe_count() {
         let mut instance = driver.instantiate().await?;
         let mut batch = driver.run_batch(&mut instance, &[probe]).await;
-        let outcome = match batch.finished.pop() {
-            Some(finished) => finished.outcome,
-            None => Outcome::Failed(NO_REQUEST_TAKEN.to_owned()),
+        let (outcome, failed_calls) = match batch.finished.pop() {
+            Some(finished) => (finished.outcome, finished.failed_calls),
+            None => (Outcome::Failed(NO_REQUEST_TAKEN.to_owned()), Vec::new()),
         };
-        outcomes.push(outcome);
+        run.outcomes.push(outcome);
+        run.failed_calls.push(failed_calls);
     }
-    Ok(outcomes)
+    Ok(run)
 }
 
 /// The probes in `orders`, round after round, on as few instances as the
@@ -324,6 +364,7 @@ async fn reused_run(
                         Mode::Concurrent | Mode::Fresh => None,
                     },
                     outcome: finished.outcome.clone(),
+                    failed_calls: finished.failed_calls.clone(),
                 });
                 last = Some(finished.probe);
             }
@@ -338,6 +379,7 @@ async fn reused_run(
                         in_flight: 0,
                         after: None,
                         outcome: Outcome::Failed(NO_REQUEST_TAKEN.to_owned()),
+                        failed_calls: Vec::new(),
                     });
                 }
             } else {
@@ -354,14 +396,21 @@ async fn reused_run(
     Ok(result)
 }
 
+/// What the reused modes are compared with, per probe.
+struct Fresh<'a> {
+    outcomes: &'a [Outcome],
+    reference: &'a [Comparable],
+    /// What differs between two fresh instances.
+    masks: &'a [Mask],
+    failed_calls: &'a [Vec<String>],
+}
+
 /// The findings of one reused mode: its runs that differ from the fresh
 /// reference, one finding per request and kind.
 fn compare_runs(
     mode: Mode,
     runs: &ModeRuns,
-    fresh: &[Outcome],
-    reference: &[Comparable],
-    masks: &[Mask],
+    fresh: &Fresh<'_>,
     ignore: &Ignore,
     labels: &[String],
 ) -> Vec<Finding> {
@@ -371,22 +420,37 @@ fn compare_runs(
         counts[run.probe] += 1;
     }
     for run in &runs.runs {
-        let mask = &masks[run.probe];
+        let mask = &fresh.masks[run.probe];
         if mask.covers_everything() {
             continue;
         }
         let differences = compare::differences(
-            &reference[run.probe],
+            &fresh.reference[run.probe],
             &ignore.comparable(&run.outcome),
             mask,
         );
         if differences.is_empty() {
             continue;
         }
-        let kind = match run.outcome {
-            Outcome::Trapped(_) => Kind::Trap,
-            Outcome::TimedOut => Kind::Timeout,
-            Outcome::Response { .. } | Outcome::Failed(_) => Kind::Leak,
+        // An answer to a failed call differs for a reason outside the
+        // instance; a trap or a timeout is the instance's own doing.
+        let failed_call = match (
+            run.failed_calls.first(),
+            fresh.failed_calls[run.probe].first(),
+        ) {
+            (Some(call), _) => Some(format!(
+                "; after a failed outgoing call on the reused instance: {call}"
+            )),
+            (None, Some(call)) => Some(format!(
+                "; after a failed outgoing call on a fresh instance: {call}"
+            )),
+            (None, None) => None,
+        };
+        let kind = match (&run.outcome, &failed_call) {
+            (Outcome::Trapped(_), _) => Kind::Trap,
+            (Outcome::TimedOut, _) => Kind::Timeout,
+            (Outcome::Response { .. } | Outcome::Failed(_), Some(_)) => Kind::Outgoing,
+            (Outcome::Response { .. } | Outcome::Failed(_), None) => Kind::Leak,
         };
         found
             .entry((run.probe, kind))
@@ -404,8 +468,8 @@ fn compare_runs(
                     in_flight: run.in_flight,
                 }),
                 differences,
-                detail: None,
-                fresh_body: body_text(&fresh[run.probe]),
+                detail: failed_call,
+                fresh_body: body_text(&fresh.outcomes[run.probe]),
                 reused_body: body_text(&run.outcome),
             });
     }

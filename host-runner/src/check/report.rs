@@ -68,6 +68,9 @@ impl Report {
         if has(Kind::Memory) {
             hints.push("memory that keeps growing is something each request leaves behind (guide: hazards/memory.md)");
         }
+        if has(Kind::Outgoing) {
+            hints.push("check makes the component's outgoing calls for real: make the services it calls reachable (and stable) for the whole check, then run it again (guide: check.md)");
+        }
         (!hints.is_empty()).then(|| hints.join("; "))
     }
 
@@ -145,6 +148,9 @@ pub enum Kind {
     Timeout,
     /// Linear memory kept growing with the requests on one instance.
     Memory,
+    /// A reused instance answered differently after an outgoing call
+    /// failed: not judged, since the cause may be outside the instance.
+    Outgoing,
 }
 
 impl fmt::Display for Kind {
@@ -154,6 +160,7 @@ impl fmt::Display for Kind {
             Kind::Trap => "trap",
             Kind::Timeout => "timeout",
             Kind::Memory => "memory",
+            Kind::Outgoing => "outgoing",
         })
     }
 }
@@ -283,12 +290,16 @@ impl fmt::Display for Report {
         if let Some(hint) = self.hint() {
             writeln!(f, "{:<8} {hint}", "hint")?;
         }
-        let leaks = self
-            .findings
-            .iter()
-            .filter(|f| f.kind == Kind::Leak)
-            .count();
-        let hazards = self.findings.len() - leaks;
+        let count = |kind: Kind| self.findings.iter().filter(|f| f.kind == kind).count();
+        let (leaks, outgoing) = (count(Kind::Leak), count(Kind::Outgoing));
+        let hazards = self.findings.len() - leaks - outgoing;
+        let unjudged = match outgoing {
+            0 => String::new(),
+            n => format!(
+                ", and {} that changed after a failed outgoing call",
+                plural(n as u64, "answer")
+            ),
+        };
         match self.is_clean() {
             true if self.not_compared > 0 => writeln!(
                 f,
@@ -309,7 +320,7 @@ impl fmt::Display for Report {
             ),
             false => writeln!(
                 f,
-                "FAIL: {} and {} under reuse in {} (rerun with --seed {})",
+                "FAIL: {} and {} under reuse in {}{unjudged} (rerun with --seed {})",
                 plural(leaks as u64, "leak"),
                 plural(hazards as u64, "hazard"),
                 self.component,

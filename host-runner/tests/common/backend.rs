@@ -8,8 +8,9 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,9 @@ const LONGEST_WAIT: Duration = Duration::from_secs(30);
 /// - `/stream?bytes=N`: answers N bytes of [`pattern`], chunked;
 /// - `/slow?ms=N`: answers after N ms, unless the caller closes first;
 /// - `/hold`: sends the head and a chunk at once, then a chunk every 50 ms
-///   for [`LONGEST_WAIT`], unless the caller closes first.
+///   for [`LONGEST_WAIT`], unless the caller closes first;
+/// - `/fails-after?n=N`: answers `ok` to the first N calls, then closes
+///   each connection without an answer (a backend that goes down).
 pub struct Backend {
     pub addr: SocketAddr,
     /// `http://127.0.0.1:PORT`
@@ -37,11 +40,13 @@ impl Backend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind the backend");
         let addr = listener.local_addr().expect("backend address");
         let (abandoned, receiver) = mpsc::channel();
+        let calls_to_fail_after = Arc::new(AtomicUsize::new(0));
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { break };
                 let abandoned = abandoned.clone();
-                thread::spawn(move || serve(stream, abandoned));
+                let calls = calls_to_fail_after.clone();
+                thread::spawn(move || serve(stream, abandoned, &calls));
             }
         });
         Backend {
@@ -88,7 +93,7 @@ struct Request {
     body: Vec<u8>,
 }
 
-fn serve(stream: TcpStream, abandoned: Sender<String>) {
+fn serve(stream: TcpStream, abandoned: Sender<String>, calls_to_fail_after: &AtomicUsize) {
     let _ = stream.set_read_timeout(Some(LONGEST_WAIT));
     let mut reader = BufReader::new(stream);
     // Keep-alive: one request after another until the caller closes.
@@ -102,6 +107,12 @@ fn serve(stream: TcpStream, abandoned: Sender<String>) {
                 Duration::from_millis(query(&request.path, "ms") as u64),
             ),
             "/hold" => hold(stream),
+            "/fails-after" => {
+                if calls_to_fail_after.fetch_add(1, Ordering::SeqCst) >= query(&request.path, "n") {
+                    return; // closes the connection unanswered
+                }
+                respond(stream, "200 OK", &[], b"ok\n")
+            }
             _ => respond(stream, "404 Not Found", &[], b"no such route\n"),
         };
         if !finished.unwrap_or(false) {
