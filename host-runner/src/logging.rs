@@ -11,7 +11,7 @@ use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::options::LogFormat;
 
 /// The filter used when `RUST_LOG` is not set.
 const DEFAULT_FILTER: &str = "info";

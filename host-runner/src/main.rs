@@ -8,7 +8,6 @@
 //! Everything else lives in the library so that tests and benches can drive
 //! it directly; this file holds no serving logic.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,16 +15,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use host_runner::check::{self, CheckOptions, DEFAULT_IGNORED_HEADERS, Probe, Report};
-use host_runner::config::{
-    DEFAULT_MAX_INSTANCES, DEFAULT_MAX_MEMORY_SIZE, DEFAULT_MAX_REQUEST_BODY_SIZE,
-};
-use host_runner::policy::GuestPolicy;
-use host_runner::wasmtime_flags::{
-    self, WasiList, WasmList, guest_env, parse_env, parse_header_arg,
-};
 use host_runner::{
-    Allocator, HumanDuration, HumanSize, LoadedComponent, LogFormat, OutboundPolicy, OutboundRule,
-    RequestHeaders, ServeOptions, Server, Shutdown, parse_duration, parse_size,
+    Allocator, GuestEnv, HumanDuration, HumanSize, LoadedComponent, ServeOptions, Server, Shutdown,
+    parse_duration,
 };
 use regex_lite::Regex;
 
@@ -49,237 +41,12 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Socket address to accept HTTP connections on; port 0 picks a free
-    /// port (printed on stderr).
-    #[arg(long, value_name = "SOCKADDR", default_value = "0.0.0.0:8080")]
-    addr: SocketAddr,
-
-    /// Socket address where a connection starts a graceful shutdown (as do
-    /// Ctrl-C and SIGTERM; a second request stops at once).
-    #[arg(long, value_name = "SOCKADDR")]
-    shutdown_addr: Option<SocketAddr>,
-
-    /// Requests sent to one component instance before it is dropped
-    /// [default: 128 for p3, 1 for p2].
-    #[arg(long, value_name = "N")]
-    max_instance_reuse_count: Option<usize>,
-
-    /// Requests one component instance handles at the same time
-    /// [default: 16 for p3; always 1 for p2, whose handler cannot be called
-    /// concurrently].
-    #[arg(long, value_name = "N")]
-    max_instance_concurrent_reuse_count: Option<usize>,
-
-    /// How long to keep an idle instance for reuse before dropping it.
-    /// Durations: a number with an ns, us, ms or s suffix; no suffix means
-    /// seconds.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
-    idle_instance_timeout: Duration,
-
-    /// Longest time a request may take to produce its response; it then gets
-    /// a 504 and its instance takes no more requests (it is dropped at once
-    /// if the guest is stuck). Holds for busy loops and blocking calls too
-    /// [default: no limit].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    request_timeout: Option<Duration>,
-
-    /// Requests handled at the same time across all instances; more wait up
-    /// to --request-queue-timeout, then get 503 with Retry-After
-    /// [default: no limit].
-    #[arg(long, value_name = "N")]
-    max_concurrent_requests: Option<usize>,
-
-    /// How long a request waits for a slot when --max-concurrent-requests
-    /// are in flight before it gets 503; 0 rejects at once.
-    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
-    request_queue_timeout: Duration,
-
-    /// Component instances alive at the same time; a request that needs
-    /// another gets 503 with Retry-After. Also sizes the pooling allocator.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_INSTANCES)]
-    max_instances: u32,
-
-    /// Largest size any one linear memory of an instance may grow to
-    /// (sizes: a number of bytes or with KiB, MiB or GiB); growing past it
-    /// fails inside the guest, which usually traps (500)
-    /// [default: 256MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    max_memory_size: Option<u64>,
-
-    /// Largest request body accepted; larger ones get 413 [default: 16MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    max_request_body_size: Option<u64>,
-
-    /// How long a client may take to send a request's headers (and a
-    /// keep-alive connection may stay idle) before the connection is
-    /// closed; 0 for no limit.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    header_read_timeout: Duration,
-
-    /// Client connections open at the same time; more wait to be accepted
-    /// [default: no limit].
-    #[arg(long, value_name = "N")]
-    max_concurrent_connections: Option<usize>,
-
-    /// Threads serving connections. Each runs its own instances, so a
-    /// request never waits on another thread [default: one per CPU core].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    threads: Option<u32>,
-
-    /// Environment variable for the component (repeatable). `NAME` alone
-    /// passes on the host's value, or leaves it unset if the host has none.
-    #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
-    env: Vec<(String, Option<String>)>,
-
-    /// Set a request header before the component sees it, replacing the
-    /// client's (repeatable): `NAME: VALUE`, or `@FILE` with one header per
-    /// line.
-    #[arg(short = 'H', long = "header", value_name = "HEADER", value_parser = parse_header_arg)]
-    headers: Vec<RequestHeaders>,
-
-    /// WASI options, as for `wasmtime serve` (repeatable, comma-separated):
-    /// config, config-var=KEY=VALUE, keyvalue,
-    /// keyvalue-in-memory-data=KEY=VALUE, http-outgoing-body-buffer-chunks=N,
-    /// http-outgoing-body-chunk-size=N; cli, http and p3 are always on.
-    #[arg(short = 'S', long = "wasi", value_name = "KEY[=VAL[,..]]", value_parser = WasiList::parse)]
-    wasi: Vec<WasiList>,
-
-    /// WebAssembly options, as for `wasmtime serve` (repeatable,
-    /// comma-separated): timeout=DURATION (as --request-timeout),
-    /// max-memory-size=SIZE (as --max-memory-size).
-    #[arg(short = 'W', long = "wasm", value_name = "KEY[=VAL[,..]]", value_parser = WasmList::parse)]
-    wasm: Vec<WasmList>,
-
-    /// Let the component send HTTP requests to HOST (repeatable): `HOST`
-    /// (any port), `HOST:PORT`, `[IPv6]:PORT`, or `*` for any host; others
-    /// are refused with HTTP-request-denied [default: any host].
-    #[arg(
-        long = "allow-outbound",
-        value_name = "HOST[:PORT]",
-        conflicts_with = "deny_outbound"
-    )]
-    allow_outbound: Vec<OutboundRule>,
-
-    /// Refuse every HTTP request the component sends
-    /// (HTTP-request-denied).
-    #[arg(long)]
-    deny_outbound: bool,
-
-    /// Print guest output as is, without the `stdout [instance N request
-    /// ID] :: ` prefix (text log format only).
-    #[arg(long)]
-    no_logging_prefix: bool,
-
-    /// Format of host-runner's log lines on stderr; `json` writes one object
-    /// per line, guest output included. Filter with RUST_LOG (default
-    /// `info`).
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormatArg::Text)]
-    log_format: LogFormatArg,
-
-    /// Serve Prometheus metrics at http://SOCKADDR/metrics; port 0 picks a
-    /// free port (printed on stderr).
-    #[arg(long, value_name = "SOCKADDR")]
-    metrics_addr: Option<SocketAddr>,
-
-    /// Serve as a host that does not read the component's
-    /// reprise:reuse-policy section would, leaving the policy to the guest's
-    /// own run-time enforcement (to test that enforcement).
-    #[arg(long)]
-    ignore_guest_policy: bool,
-
-    /// Add `x-reprise-instance` (instance number, from 1) and
-    /// `x-reprise-instance-request` (request number on that instance, from
-    /// 1) to every response, to observe reuse.
-    #[arg(long)]
-    debug_headers: bool,
-
-    /// Append every request served to FILE (method, path, headers, body up
-    /// to 64 KiB), one JSON line each: the requests file `host-runner check
-    /// --requests FILE` replays.
-    #[arg(long, value_name = "FILE")]
-    record: Option<PathBuf>,
+    #[command(flatten)]
+    options: ServeOptions,
 
     /// The WebAssembly component to serve (.wasm).
     #[arg(value_name = "COMPONENT")]
     component: PathBuf,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormatArg {
-    Text,
-    Json,
-}
-
-impl ServeArgs {
-    /// The options the flags ask for; an error names two flags that
-    /// disagree (a `-W` option and the flag it stands for).
-    fn options(&self) -> Result<ServeOptions, String> {
-        let wasm = wasmtime_flags::wasm_options(&self.wasm);
-        let request_timeout = one_of(
-            self.request_timeout,
-            "--request-timeout",
-            wasm.timeout,
-            "-Wtimeout",
-        )?;
-        let max_memory_size = one_of(
-            self.max_memory_size,
-            "--max-memory-size",
-            wasm.max_memory_size,
-            "-Wmax-memory-size",
-        )?;
-        Ok(ServeOptions {
-            addr: self.addr,
-            shutdown_addr: self.shutdown_addr,
-            max_instance_reuse_count: self.max_instance_reuse_count,
-            max_instance_concurrent_reuse_count: self.max_instance_concurrent_reuse_count,
-            idle_instance_timeout: self.idle_instance_timeout,
-            request_timeout,
-            max_concurrent_requests: self.max_concurrent_requests,
-            request_queue_timeout: self.request_queue_timeout,
-            max_concurrent_connections: self.max_concurrent_connections,
-            env: guest_env(&self.env),
-            request_headers: RequestHeaders(
-                self.headers
-                    .iter()
-                    .flat_map(|h| h.0.iter().cloned())
-                    .collect(),
-            ),
-            wasi: wasmtime_flags::wasi_options(&self.wasi),
-            outbound: OutboundPolicy::from_flags(self.allow_outbound.clone(), self.deny_outbound),
-            logging_prefix: !self.no_logging_prefix,
-            debug_headers: self.debug_headers,
-            metrics_addr: self.metrics_addr,
-            max_request_body_size: self
-                .max_request_body_size
-                .unwrap_or(DEFAULT_MAX_REQUEST_BODY_SIZE),
-            max_memory_size: max_memory_size.unwrap_or(DEFAULT_MAX_MEMORY_SIZE),
-            max_instances: self.max_instances,
-            header_read_timeout: Some(self.header_read_timeout),
-            log_format: match self.log_format {
-                LogFormatArg::Text => LogFormat::Text,
-                LogFormatArg::Json => LogFormat::Json,
-            },
-            threads: self.threads.map(|n| n as usize),
-            ignore_guest_policy: self.ignore_guest_policy,
-            record: self.record.clone(),
-        })
-    }
-}
-
-/// The value given by either of two spellings of one setting; both may be
-/// given only if they agree.
-fn one_of<T: PartialEq>(
-    flag: Option<T>,
-    flag_name: &str,
-    wasmtime: Option<T>,
-    wasmtime_name: &str,
-) -> Result<Option<T>, String> {
-    match (flag, wasmtime) {
-        (Some(a), Some(b)) if a != b => Err(format!(
-            "{flag_name} and {wasmtime_name} set the same limit to different values; keep one"
-        )),
-        (a, b) => Ok(a.or(b)),
-    }
 }
 
 #[derive(Args)]
@@ -322,10 +89,8 @@ struct CheckArgs {
     #[arg(long = "ignore-body", value_name = "REGEX", value_parser = parse_regex)]
     ignore_body: Vec<Regex>,
 
-    /// Environment variable for the component (repeatable). `NAME` alone
-    /// passes on the host's value, or leaves it unset if the host has none.
-    #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
-    env: Vec<(String, Option<String>)>,
+    #[command(flatten)]
+    env: GuestEnv,
 
     /// Report format: lines for people, or JSON for CI.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -353,8 +118,8 @@ fn parse_regex(pattern: &str) -> Result<Regex, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => match args.options() {
-            Ok(options) => serve(&args, options),
+        Command::Serve(args) => match args.options.conflicts() {
+            Ok(()) => serve(&args),
             Err(conflict) => Cli::command()
                 .error(clap::error::ErrorKind::ArgumentConflict, conflict)
                 .exit(),
@@ -423,7 +188,7 @@ fn run_check(args: &CheckArgs) -> anyhow::Result<Report> {
             .chain(args.ignore_headers.iter().cloned())
             .collect(),
         ignore_body: args.ignore_body.clone(),
-        env: guest_env(&args.env),
+        env: args.env.resolve(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -435,24 +200,21 @@ fn run_check(args: &CheckArgs) -> anyhow::Result<Report> {
     report
 }
 
-fn serve(args: &ServeArgs, options: ServeOptions) -> anyhow::Result<()> {
+fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let options = &args.options;
     host_runner::logging::init(options.log_format).map_err(anyhow::Error::msg)?;
-    // Load before starting anything: a component that cannot be served must
-    // fail fast, not on its first request.
-    let component = LoadedComponent::load_for(&args.component, &options)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(async {
+        // Load and bind before anything else starts: a component that
+        // cannot be served must fail fast, not on its first request.
+        let server = Server::bind(&args.component, options).await?;
         let shutdown = Shutdown::new();
         shutdown
             .on_signals()
             .context("cannot install the Ctrl-C/SIGTERM handlers")?;
-        let allocator = component.allocator();
-        let path = component.path().display().to_string();
-        let declared = component.policy().copied();
-        let server = Server::bind(component, &options).await?;
         let shutdown_addr = match options.shutdown_addr {
             Some(addr) => Some(shutdown.listen_on(addr).await.map_err(|e| {
                 anyhow::anyhow!(
@@ -470,7 +232,7 @@ fn serve(args: &ServeArgs, options: ServeOptions) -> anyhow::Result<()> {
         if let Some(addr) = server.metrics_addr() {
             eprintln!("Metrics on http://{addr}/metrics");
         }
-        describe(&path, allocator, declared, &server);
+        describe(&server);
         server.run(shutdown).await
     });
     // Instances still alive (idle, or abandoned by a forced shutdown) may be
@@ -481,9 +243,12 @@ fn serve(args: &ServeArgs, options: ServeOptions) -> anyhow::Result<()> {
 
 /// One line telling the operator what was loaded, which limits apply and
 /// where the reuse limits came from (flag, default or the guest's policy).
-fn describe(path: &str, allocator: Allocator, declared: Option<GuestPolicy>, server: &Server) {
+fn describe(server: &Server) {
     let config = server.config();
-    let allocator = match allocator {
+    let component = server.component();
+    let path = component.path().display();
+    let declared = component.policy();
+    let allocator = match component.allocator() {
         Allocator::Pooling => "pooling allocator",
         Allocator::OnDemand => "on-demand allocator",
     };

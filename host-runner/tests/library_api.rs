@@ -7,7 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::{HttpConnection, guest_wasm};
-use host_runner::{LoadedComponent, ServeOptions, Server, Shutdown, World};
+use host_runner::{ServeOptions, Server, Shutdown, World};
 
 #[test]
 fn library_serves_a_component_until_shutdown_is_triggered() {
@@ -16,13 +16,11 @@ fn library_serves_a_component_until_shutdown_is_triggered() {
         debug_headers: true,
         ..ServeOptions::default()
     };
-    let component = LoadedComponent::load(&guest_wasm("hello_p3"), false).expect("hello_p3 loads");
-    assert_eq!(component.world(), World::P3);
-
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let server = runtime
-        .block_on(Server::bind(component, &options))
-        .expect("binds 127.0.0.1:0");
+        .block_on(Server::bind(&guest_wasm("hello_p3"), &options))
+        .expect("loads hello_p3 and binds 127.0.0.1:0");
+    assert_eq!(server.component().world(), World::P3);
     let addr = server.local_addr();
     assert_eq!(server.config().max_instance_reuse_count, 128);
     let shutdown = Shutdown::new();

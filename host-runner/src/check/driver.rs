@@ -36,8 +36,10 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpView as _};
 
 use super::probe::Probe;
 use crate::component::{LoadedComponent, one_line};
-use crate::config::{EffectiveConfig, HumanDuration};
-use crate::host::{self, Host, HostServices};
+use crate::host::{Host, HostServices};
+use crate::instance::config::EffectiveConfig;
+use crate::instance::store;
+use crate::units::HumanDuration;
 
 /// Response bodies longer than this are cut off and the request reported as
 /// failed, so a guest streaming forever cannot fill the host's memory.
@@ -202,15 +204,13 @@ impl<'a> Driver<'a> {
         env: &[(String, String)],
         request_timeout: Duration,
     ) -> Self {
-        let options = crate::ServeOptions {
-            env: env.to_vec(),
-            ..crate::ServeOptions::default()
-        };
-        let config = EffectiveConfig::resolve(&options, component.world());
+        let mut config =
+            EffectiveConfig::resolve(&crate::ServeOptions::default(), component.world());
+        config.env = env.to_vec();
         Self {
             component,
             probes,
-            services: HostServices::new(&config),
+            services: HostServices::new(&config.wasi),
             config,
             request_timeout,
             next_id: 1,
@@ -232,7 +232,7 @@ impl<'a> Driver<'a> {
         let id = self.next_id;
         self.next_id += 1;
         let mut store =
-            host::new_store_for_check(self.component.engine(), id, &self.config, &self.services);
+            store::new_store_for_check(self.component.engine(), id, &self.config, &self.services);
         let instantiation = self.component.pre().instantiate_async(&mut store);
         let proxy = match tokio::time::timeout(self.request_timeout, instantiation).await {
             Ok(Ok(proxy)) => proxy,

@@ -38,8 +38,8 @@ pub use report::{
     Finding, Kind, MemorySeries, Mode, ModeSummary, NonDeterminism, Position, Report,
 };
 
+use crate::component::engine::EpochTicker;
 use crate::component::{LoadedComponent, World};
-use crate::engine::EpochTicker;
 use compare::{Comparable, Ignore, Mask};
 use driver::{Driver, End, Instance, Outcome};
 

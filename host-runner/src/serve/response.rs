@@ -28,7 +28,7 @@ use hyper::header::CONTENT_LENGTH;
 use hyper::{Method, Response, StatusCode};
 use wasmtime_wasi_http::WasiBody;
 
-use crate::worker::RequestTicket;
+use crate::instance::request::RequestTicket;
 
 type FrameResult = Result<Frame<Bytes>, wasmtime_wasi_http::Error>;
 

@@ -13,11 +13,11 @@
 //! It also keeps the instance-side books: `--max-instances` (checked before
 //! each instantiation, whichever allocator is in use), the instance metrics,
 //! and why each instance was dropped. `ProxyHandler` only reports whether a
-//! worker ended in error, so the reason is pieced together from what this
-//! module saw: the reuse limit reached, the idle timer fired, a request
-//! expired, guest work outlived its requests (lingering), or none of these —
-//! then the guest stopped taking requests itself (backpressure: its policy
-//! or `retire()`).
+//! worker ended in error, so each instance records the first of its timers
+//! that ends it (a request expired, the idle timer fired, guest work
+//! outlived its requests); an instance that ends with none recorded either
+//! trapped, used up its reuse count, or its guest stopped taking requests
+//! itself (backpressure: its policy or `retire()`).
 //!
 //! Work that outlives its requests gets a grace rather than a life: once
 //! every response of an instance is over (each [`RequestTicket`] says when
@@ -26,8 +26,9 @@
 //! has the same grace to finish; then the instance is dropped. Without
 //! that, a task that never ends would pin its instance forever.
 //!
-//! This module does not speak HTTP (the server module turns outcomes into
-//! responses) and does not build stores (the host module does).
+//! This module does not speak HTTP (`serve/` turns outcomes into
+//! responses) and does not decide what an instance can import (`host/`
+//! does).
 
 use std::fmt;
 use std::future::Future;
@@ -38,7 +39,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::task::AtomicWaker;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::Sleep;
 use wasmtime::component::GuestTaskId;
 use wasmtime::{Store, StoreContextMut};
@@ -47,11 +48,16 @@ use wasmtime_wasi_http::handler::{
     HandlerState, Instance, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
 
+pub mod config;
+pub(crate) mod request;
+pub(crate) mod store;
+
 use crate::component::{LoadedComponent, one_line};
-use crate::config::{EffectiveConfig, HumanDuration};
-use crate::guest_output::RequestLabels;
-use crate::host::{self, Host, HostServices};
+use crate::host::{Host, HostServices};
 use crate::metrics::{Metrics, RetireReason};
+use crate::units::HumanDuration;
+use config::EffectiveConfig;
+use request::RequestTicket;
 
 /// The least time instantiation is given when requests have a timeout.
 const INSTANTIATION_TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
@@ -62,19 +68,9 @@ const INSTANTIATION_TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
 pub struct InstanceInfo {
     id: u64,
     accepted: AtomicUsize,
-    /// Dropped from outside its event loop because a request ran past the
-    /// timeout.
-    timed_out: AtomicBool,
-    /// A request's in-loop timer fired: the instance takes no more requests.
-    request_expired: AtomicBool,
-    /// Dropped because it stayed idle too long.
-    idle_expired: AtomicBool,
-    /// It accepted `max_instance_reuse_count` requests.
-    reuse_limit_reached: AtomicBool,
-    /// Guest work outlived its requests past the grace: work left running
-    /// after the last response, or a request whose client left and which
-    /// never finished.
-    lingered: AtomicBool,
+    /// Why the instance is ending, once something decided it should: set
+    /// once, by whichever of its timers fires first.
+    end: OnceLock<EndCause>,
     /// Requests accepted whose response is not over yet (sent, cut off, or
     /// abandoned by the client).
     open_responses: AtomicUsize,
@@ -92,11 +88,7 @@ impl InstanceInfo {
         Self {
             id,
             accepted: AtomicUsize::new(0),
-            timed_out: AtomicBool::new(false),
-            request_expired: AtomicBool::new(false),
-            idle_expired: AtomicBool::new(false),
-            reuse_limit_reached: AtomicBool::new(false),
-            lingered: AtomicBool::new(false),
+            end: OnceLock::new(),
             open_responses: AtomicUsize::new(0),
             last_response_over: Mutex::new(Instant::now()),
             responses_over: AtomicWaker::new(),
@@ -118,11 +110,11 @@ impl InstanceInfo {
         )
     }
 
-    fn response_opened(&self) {
+    pub(super) fn response_opened(&self) {
         self.open_responses.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn response_over(&self) {
+    pub(super) fn response_over(&self) {
         if self.open_responses.fetch_sub(1, Ordering::AcqRel) == 1 {
             *self
                 .last_response_over
@@ -155,83 +147,34 @@ impl InstanceInfo {
         self.id
     }
 
-    /// Whether the instance was dropped because a request ran past the
+    /// Whether the instance is ending because a request ran past the
     /// request timeout. Requests it was serving fail with 504, not 500.
     pub fn timed_out(&self) -> bool {
-        self.timed_out.load(Ordering::Relaxed)
+        self.end.get() == Some(&EndCause::Timeout)
+    }
+
+    /// Records why the instance is ending; a later cause does not replace
+    /// the first.
+    fn ending(&self, cause: EndCause) {
+        let _ = self.end.set(cause);
     }
 }
 
-/// The host data travelling with one request through the `ProxyHandler`.
-///
-/// The handler decides which instance serves a request; this is how the
-/// server learns which one did (for logs and the debug headers), and how the
-/// instance learns the request's id (to label guest output).
-#[derive(Debug)]
-pub struct RequestTicket {
-    id: Arc<str>,
-    served_by: OnceLock<(Arc<InstanceInfo>, usize)>,
-    /// The serving instance's output labels, which list this request until
-    /// [`RequestTicket::finished`].
-    labels: OnceLock<Arc<RequestLabels>>,
-    /// [`RequestTicket::finished`] was called: the response is over, or
-    /// the client went away.
-    over: AtomicBool,
-    /// Notified once `over` is set.
-    gone: Notify,
-}
-
-impl RequestTicket {
-    /// A ticket for the request with this id (`x-request-id`).
-    pub fn new(id: Arc<str>) -> Self {
-        Self {
-            id,
-            served_by: OnceLock::new(),
-            labels: OnceLock::new(),
-            over: AtomicBool::new(false),
-            gone: Notify::new(),
-        }
-    }
-
-    /// The request's id, as the logs and the guest see it.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The request is over (response sent, or the client went away): guest
-    /// output is no longer labelled with it.
-    pub fn finished(&self) {
-        if self.over.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        if let Some(labels) = self.labels.get() {
-            labels.request_finished(&self.id);
-        }
-        if let Some((instance, _)) = self.served_by.get() {
-            instance.response_over();
-        }
-        self.gone.notify_one();
-    }
-
-    /// Resolves once the request is over; see [`RequestTicket::finished`].
-    async fn over(&self) {
-        if !self.over.load(Ordering::Acquire) {
-            // `notify_one` keeps a permit, so a call between the check and
-            // this wait is not missed.
-            self.gone.notified().await;
-        }
-    }
-
-    /// The instance that accepted the request, if one did yet.
-    pub fn instance(&self) -> Option<&Arc<InstanceInfo>> {
-        self.served_by.get().map(|(instance, _)| instance)
-    }
-
-    /// This request's position among the requests its instance accepted,
-    /// from 1.
-    pub fn nth_on_instance(&self) -> Option<usize> {
-        self.served_by.get().map(|&(_, nth)| nth)
-    }
+/// What ended an instance, when one of its timers did; an instance that
+/// ends without any (its reuse count used up, its guest holding
+/// backpressure, a trap) is told apart when its worker ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EndCause {
+    /// A request ran past the request timeout, seen from inside the event
+    /// loop (the request's own timer) or from outside it (a busy loop or a
+    /// blocking call).
+    Timeout,
+    /// No request came within the idle timeout.
+    Idle,
+    /// Guest work outlived its requests past the grace: work left running
+    /// after the last response, or a request whose client left and which
+    /// never finished.
+    Lingering,
 }
 
 /// The `ProxyHandler`'s [`HandlerState`]: creates instances of one
@@ -303,7 +246,7 @@ impl Instances {
     ) -> Self {
         Self {
             component: Arc::new(component),
-            services: HostServices::new(&config),
+            services: HostServices::new(&config.wasi),
             config,
             metrics,
             next_id: Arc::new(AtomicU64::new(1)),
@@ -343,7 +286,7 @@ impl HandlerState for Instances {
         let info = Arc::new(InstanceInfo::new(
             self.next_id.fetch_add(1, Ordering::Relaxed),
         ));
-        let mut store = host::new_store(
+        let mut store = store::new_store(
             self.component.engine(),
             info.id,
             &self.config,
@@ -411,20 +354,20 @@ impl InstanceWorker {
     /// Why the instance is being dropped, from how the worker ended and
     /// what this instance saw happen.
     fn retire_reason(&self, result: &wasmtime::Result<()>) -> RetireReason {
-        let info = &self.info;
-        let seen = |flag: &AtomicBool| flag.load(Ordering::Relaxed);
-        match result {
-            Err(_) if seen(&info.timed_out) => RetireReason::Timeout,
-            Err(_) if seen(&info.lingered) => RetireReason::Lingering,
-            Err(_) => RetireReason::Trap,
-            Ok(()) if seen(&info.idle_expired) => RetireReason::Idle,
-            Ok(()) if seen(&info.request_expired) => RetireReason::Timeout,
-            Ok(()) if seen(&info.lingered) => RetireReason::Lingering,
-            Ok(()) if seen(&info.reuse_limit_reached) => RetireReason::ReuseLimit,
+        let reuse_used_up =
+            self.info.accepted.load(Ordering::Relaxed) >= self.config.max_instance_reuse_count;
+        match (result, self.info.end.get()) {
+            (_, Some(EndCause::Timeout)) => RetireReason::Timeout,
+            (_, Some(EndCause::Lingering)) => RetireReason::Lingering,
+            // An idle instance is dropped without an error, so an error
+            // after its idle timer fired is the guest's own.
+            (Err(_), _) => RetireReason::Trap,
+            (Ok(()), Some(EndCause::Idle)) => RetireReason::Idle,
+            (Ok(()), None) if reuse_used_up => RetireReason::ReuseLimit,
             // Still allowed more requests, not idle long, no error: the
             // guest itself stopped taking requests (backpressure held by its
             // reuse policy, by `retire()` or by the handler).
-            Ok(()) => RetireReason::Guest,
+            (Ok(()), None) => RetireReason::Guest,
         }
     }
 }
@@ -435,7 +378,6 @@ impl WorkerState for InstanceWorker {
 
     fn should_accept_request(&self, concurrent_count: usize, total_count: usize) -> ShouldAccept {
         if total_count >= self.config.max_instance_reuse_count {
-            self.info.reuse_limit_reached.store(true, Ordering::Relaxed);
             ShouldAccept::Never
         } else if concurrent_count >= self.config.max_instance_concurrent_reuse_count {
             ShouldAccept::No
@@ -482,8 +424,8 @@ impl WorkerState for InstanceWorker {
                 }
             };
             tokio::select! {
-                () = expired => info.request_expired.store(true, Ordering::Relaxed),
-                () = abandoned => info.lingered.store(true, Ordering::Relaxed),
+                () = expired => info.ending(EndCause::Timeout),
+                () = abandoned => info.ending(EndCause::Lingering),
             }
         })
     }
@@ -619,15 +561,14 @@ impl WorkerExpiration for InstanceExpiry {
             return Poll::Pending;
         }
         let info = &this.info;
-        let cause = match status {
-            WorkerStatus::Idle => &info.idle_expired,
+        info.ending(match status {
+            WorkerStatus::Idle => EndCause::Idle,
             // Every response is over: nothing but the work itself is cut.
             WorkerStatus::PostReturn if info.open_responses.load(Ordering::Acquire) == 0 => {
-                &info.lingered
+                EndCause::Lingering
             }
-            _ => &info.timed_out,
-        };
-        cause.store(true, Ordering::Relaxed);
+            _ => EndCause::Timeout,
+        });
         Poll::Ready(())
     }
 }

@@ -20,14 +20,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use wasmtime::component::{HasData, Linker, Resource};
 
-use crate::config::HumanSize;
+use crate::units::HumanSize;
 
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit/deps/keyvalue",
         world: "wasi:keyvalue/imports",
         with: {
-            "wasi:keyvalue/store.bucket": crate::keyvalue::Bucket,
+            "wasi:keyvalue/store.bucket": crate::host::keyvalue::Bucket,
         },
     });
 }

@@ -1,27 +1,31 @@
-//! Per-instance host state (the `T` of `Store<T>`), the stores that hold it,
-//! and the linker that provides WASI to both HTTP worlds.
+//! Per-instance host state (the `T` of `Store<T>`) and the linker that
+//! provides WASI to both HTTP worlds: what a component can reach from the
+//! host, decided before any component is loaded.
 //!
 //! Everything an instance can reach from the host is decided here: WASI cli
 //! and http always, `wasi:config` and `wasi:keyvalue` when `-S` asks, and
 //! outgoing HTTP as the outbound policy allows. The store keeps count of the
 //! instance's linear memory and holds each memory to `--max-memory-size`.
 //! What outlives an instance (the key-value store, the configuration) lives
-//! in [`HostServices`], shared by every store. This module does not decide
-//! when instances are created, reused or dropped (that is the worker
-//! module).
+//! in [`HostServices`], shared by every store. This module does not build
+//! stores from the serving configuration (`instance/store.rs` does) and does
+//! not decide when instances are created, reused or dropped (`instance/`).
 
 use std::sync::Arc;
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime::{Engine, ResourceLimiter, StoreLimits};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::config::{EffectiveConfig, LogFormat, WasiOptions};
-use crate::guest_output::{GuestOutput, HostStream, OutputStyle, RequestLabels, StderrTail};
-use crate::keyvalue::{self, KeyValueStore};
-use crate::outbound::{FailedCalls, HttpHooks};
+pub(crate) mod guest_output;
+pub(crate) mod keyvalue;
+
+use crate::options::WasiOptions;
+use crate::outbound::HttpHooks;
+use guest_output::{RequestLabels, StderrTail};
+use keyvalue::KeyValueStore;
 
 /// The host side of one component instance.
 pub struct Host {
@@ -43,17 +47,45 @@ pub(crate) struct HostServices {
 }
 
 impl HostServices {
-    /// Fresh services for a server configured with `config`: the store
+    /// Fresh services for a server with these `-S` options: the store
     /// holds the `-Skeyvalue-in-memory-data` seed.
-    pub(crate) fn new(config: &EffectiveConfig) -> Arc<Self> {
+    pub(crate) fn new(wasi: &WasiOptions) -> Arc<Self> {
         Arc::new(Self {
-            keyvalue: KeyValueStore::new(&config.wasi.keyvalue_data),
-            config: WasiConfigVariables::from_iter(config.wasi.config_vars.iter().cloned()),
+            keyvalue: KeyValueStore::new(&wasi.keyvalue_data),
+            config: WasiConfigVariables::from_iter(wasi.config_vars.iter().cloned()),
         })
     }
 }
 
 impl Host {
+    /// The host side of a new instance: its WASI context, what it may send
+    /// over HTTP, the services it shares with other instances, and the
+    /// memory it may grow to.
+    pub(crate) fn new(
+        wasi: WasiCtx,
+        hooks: HttpHooks,
+        services: Arc<HostServices>,
+        limits: StoreLimits,
+        labels: Arc<RequestLabels>,
+        stderr_tail: Option<Arc<StderrTail>>,
+    ) -> Self {
+        Self {
+            table: ResourceTable::new(),
+            wasi,
+            http: WasiHttpCtx::new(),
+            hooks,
+            services,
+            memory: MemoryMeter { bytes: 0, limits },
+            labels,
+            stderr_tail,
+        }
+    }
+
+    /// Lets the store's limiter see every memory growth.
+    pub(crate) fn memory_meter(&mut self) -> &mut dyn ResourceLimiter {
+        &mut self.memory
+    }
+
     /// The instance's id and the requests it is serving, as its output is
     /// labelled.
     pub(crate) fn request_labels(&self) -> &Arc<RequestLabels> {
@@ -168,134 +200,4 @@ pub(crate) fn linker(engine: &Engine, wasi: &WasiOptions) -> wasmtime::Result<Li
         keyvalue::add_to_linker(&mut linker, |host: &mut Host| &host.services.keyvalue)?;
     }
     Ok(linker)
-}
-
-/// Each linear memory of an instance may grow to `--max-memory-size`.
-fn memory_limits(config: &EffectiveConfig) -> StoreLimits {
-    StoreLimitsBuilder::new()
-        .memory_size(usize::try_from(config.max_memory_size).unwrap_or(usize::MAX))
-        .build()
-}
-
-/// A fresh store for instance number `instance_id`.
-pub(crate) fn new_store(
-    engine: &Engine,
-    instance_id: u64,
-    config: &EffectiveConfig,
-    services: &Arc<HostServices>,
-) -> Store<Host> {
-    store(
-        engine,
-        instance_id,
-        config,
-        services,
-        HostStream::Stdout,
-        Kept::default(),
-    )
-}
-
-/// [`new_store`] as `check` needs it: the guest's stdout goes to the host's
-/// stderr (stdout is the report's), the tail of its stderr is kept so that
-/// a trap can be reported with the guest's panic message, and failed
-/// outgoing calls are kept so that they are not taken for leaks.
-pub(crate) fn new_store_for_check(
-    engine: &Engine,
-    instance_id: u64,
-    config: &EffectiveConfig,
-    services: &Arc<HostServices>,
-) -> Store<Host> {
-    let kept = Kept {
-        stderr_tail: Some(Arc::default()),
-        failed_calls: Some(Arc::default()),
-    };
-    store(
-        engine,
-        instance_id,
-        config,
-        services,
-        HostStream::Stderr,
-        kept,
-    )
-}
-
-/// What a store keeps of its guest's doings for `check`; the server keeps
-/// nothing.
-#[derive(Default)]
-struct Kept {
-    stderr_tail: Option<Arc<StderrTail>>,
-    failed_calls: Option<Arc<FailedCalls>>,
-}
-
-fn store(
-    engine: &Engine,
-    instance_id: u64,
-    config: &EffectiveConfig,
-    services: &Arc<HostServices>,
-    stdout: HostStream,
-    kept: Kept,
-) -> Store<Host> {
-    let Kept {
-        stderr_tail,
-        failed_calls,
-    } = kept;
-    let style = match (config.log_format, config.logging_prefix) {
-        (LogFormat::Json, _) => OutputStyle::Events,
-        (LogFormat::Text, true) => OutputStyle::Prefixed,
-        (LogFormat::Text, false) => OutputStyle::Bare,
-    };
-    let labels = RequestLabels::new(instance_id);
-    let wasi = WasiCtxBuilder::new()
-        .envs(&config.env)
-        .stdout(GuestOutput::new(
-            stdout,
-            "stdout",
-            style,
-            labels.clone(),
-            None,
-        ))
-        .stderr(GuestOutput::new(
-            HostStream::Stderr,
-            "stderr",
-            style,
-            labels.clone(),
-            stderr_tail.clone(),
-        ))
-        .build();
-    let mut store = Store::new(
-        engine,
-        Host {
-            table: ResourceTable::new(),
-            wasi,
-            http: WasiHttpCtx::new(),
-            hooks: HttpHooks {
-                policy: config.outbound.clone(),
-                p2_outgoing_body_buffer_chunks: config.wasi.http_outgoing_body_buffer_chunks,
-                p2_outgoing_body_chunk_size: config.wasi.http_outgoing_body_chunk_size,
-                failed_calls,
-            },
-            services: services.clone(),
-            memory: MemoryMeter {
-                bytes: 0,
-                limits: memory_limits(config),
-            },
-            labels,
-            stderr_tail,
-        },
-    );
-    store.limiter(|host| &mut host.memory);
-    // When the engine ticks epochs (request timeouts are on), running guest
-    // code yields to the executor at every tick instead of trapping. The
-    // yield is what lets the worker check, from outside the store's event
-    // loop, whether a request expired: a busy loop never awaits, so without
-    // it nothing else would run on this task. Deciding to give up on the
-    // instance stays with the worker. Without epoch interruption compiled in,
-    // these settings are never consulted.
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|_| {
-        Ok(UpdateDeadline::YieldCustom(
-            1,
-            Box::pin(tokio::task::yield_now()),
-        ))
-    });
-    store
 }

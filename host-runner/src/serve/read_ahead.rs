@@ -29,7 +29,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use hyper::{Method, Response};
 use wasmtime_wasi_http::WasiBody;
 
-use crate::response::has_body;
+use super::response::has_body;
 
 /// Most body bytes read ahead of the head.
 const MAX_BYTES: usize = 64 * 1024;

@@ -1,5 +1,7 @@
 //! What the server attaches to each request on its way to the guest: an id
-//! ([`RequestIds`]), the accounting that keeps it counted until its response
+//! ([`RequestIds`]), the ticket through which the server and the instance
+//! serving the request learn about each other ([`RequestTicket`]), the
+//! accounting that keeps it counted until its response
 //! is sent ([`InFlight`]), and a body that refuses to grow past
 //! `--max-request-body-size` ([`LimitedBody`]).
 //!
@@ -9,8 +11,8 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -18,10 +20,12 @@ use bytes::Bytes;
 use hyper::HeaderMap;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{HeaderName, HeaderValue};
+use tokio::sync::Notify;
 use wasmtime_wasi_http::WasiBody;
 
+use super::InstanceInfo;
+use crate::host::guest_output::RequestLabels;
 use crate::metrics::{Metrics, Outcome};
-use crate::worker::RequestTicket;
 
 /// The header carrying a request's id, read from the client (or a proxy in
 /// front) and set for the guest, whose SDK reads it too.
@@ -30,6 +34,78 @@ pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-requ
 /// Longest client-supplied id kept; longer (or non-printable) ones are
 /// replaced, so a client cannot flood every log line.
 const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The host data travelling with one request through the `ProxyHandler`.
+///
+/// The handler decides which instance serves a request; this is how the
+/// server learns which one did (for logs and the debug headers), and how the
+/// instance learns the request's id (to label guest output).
+#[derive(Debug)]
+pub struct RequestTicket {
+    pub(super) id: Arc<str>,
+    pub(super) served_by: OnceLock<(Arc<InstanceInfo>, usize)>,
+    /// The serving instance's output labels, which list this request until
+    /// [`RequestTicket::finished`].
+    pub(super) labels: OnceLock<Arc<RequestLabels>>,
+    /// [`RequestTicket::finished`] was called: the response is over, or
+    /// the client went away.
+    pub(super) over: AtomicBool,
+    /// Notified once `over` is set.
+    gone: Notify,
+}
+
+impl RequestTicket {
+    /// A ticket for the request with this id (`x-request-id`).
+    pub fn new(id: Arc<str>) -> Self {
+        Self {
+            id,
+            served_by: OnceLock::new(),
+            labels: OnceLock::new(),
+            over: AtomicBool::new(false),
+            gone: Notify::new(),
+        }
+    }
+
+    /// The request's id, as the logs and the guest see it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The request is over (response sent, or the client went away): guest
+    /// output is no longer labelled with it.
+    pub fn finished(&self) {
+        if self.over.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(labels) = self.labels.get() {
+            labels.request_finished(&self.id);
+        }
+        if let Some((instance, _)) = self.served_by.get() {
+            instance.response_over();
+        }
+        self.gone.notify_one();
+    }
+
+    /// Resolves once the request is over; see [`RequestTicket::finished`].
+    pub(super) async fn over(&self) {
+        if !self.over.load(Ordering::Acquire) {
+            // `notify_one` keeps a permit, so a call between the check and
+            // this wait is not missed.
+            self.gone.notified().await;
+        }
+    }
+
+    /// The instance that accepted the request, if one did yet.
+    pub fn instance(&self) -> Option<&Arc<InstanceInfo>> {
+        self.served_by.get().map(|(instance, _)| instance)
+    }
+
+    /// This request's position among the requests its instance accepted,
+    /// from 1.
+    pub fn nth_on_instance(&self) -> Option<usize> {
+        self.served_by.get().map(|&(_, nth)| nth)
+    }
+}
 
 /// Gives each request an id: the client's `x-request-id` when it is usable,
 /// otherwise a fresh one that reveals nothing (not how many requests the

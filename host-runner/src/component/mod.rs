@@ -6,7 +6,8 @@
 //! a [`LoadError`] that names the file and says what to do. The component's
 //! `reprise:reuse-policy` section is read here too, before anything is
 //! compiled, so a malformed one stops start-up the same way. This module does
-//! not instantiate the component and does not apply the policy (config does).
+//! not instantiate the component and does not apply the policy
+//! (`instance/config.rs` does).
 
 use std::fmt;
 use std::io;
@@ -18,10 +19,16 @@ use wasmtime_wasi_http::handler::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre as P2ProxyPre;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
-use crate::config::{HumanSize, ServeOptions};
-use crate::engine::{self, Allocator, PoolSizing};
+pub(crate) mod engine;
+pub mod policy;
+
+pub use engine::Allocator;
+
 use crate::host::{self, Host};
-use crate::policy::{self, GuestPolicy, PolicyError};
+use crate::options::ServeOptions;
+use crate::units::HumanSize;
+use engine::PoolSizing;
+use policy::{GuestPolicy, PolicyError};
 
 /// The WASI HTTP world a component serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -69,8 +76,8 @@ impl LoadedComponent {
     /// Loads the component at `path` for serving with `options`: guest code
     /// is interruptible when requests have a timeout, and the instance
     /// allocator is sized for `options.max_instances` instances.
-    pub fn load_for(path: &Path, options: &ServeOptions) -> Result<Self, LoadError> {
-        Self::load_with(path, options.request_timeout.is_some(), options)
+    pub(crate) fn load_for(path: &Path, options: &ServeOptions) -> Result<Self, LoadError> {
+        Self::load_with(path, options.request_timeout().is_some(), options)
     }
 
     fn load_with(
@@ -99,7 +106,7 @@ impl LoadedComponent {
         if let Some((import, option)) = import_needing_option(&engine, &component, options) {
             return Err(problem(LoadErrorKind::NeedsOption { import, option }));
         }
-        let linker = host::linker(&engine, &options.wasi)
+        let linker = host::linker(&engine, &options.wasi())
             .map_err(|e| problem(LoadErrorKind::Engine(one_line(&e))))?;
         let instance_pre = linker
             .instantiate_pre(&component)
@@ -365,13 +372,14 @@ fn import_needing_option(
     component: &Component,
     options: &ServeOptions,
 ) -> Option<(String, &'static str)> {
+    let wasi = options.wasi();
     component
         .component_type()
         .imports(engine)
         .find_map(|(name, _)| {
-            let option = if name.starts_with("wasi:keyvalue/") && !options.wasi.keyvalue {
+            let option = if name.starts_with("wasi:keyvalue/") && !wasi.keyvalue {
                 "-Skeyvalue"
-            } else if name.starts_with("wasi:config/") && !options.wasi.config {
+            } else if name.starts_with("wasi:config/") && !wasi.config {
                 "-Sconfig"
             } else {
                 return None;

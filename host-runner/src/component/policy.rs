@@ -50,7 +50,7 @@ impl fmt::Display for GuestPolicy {
             write!(f, ", max_requests {n}")?;
         }
         if let Some(bytes) = self.max_memory {
-            write!(f, ", max_memory {}", crate::config::HumanSize(bytes))?;
+            write!(f, ", max_memory {}", crate::units::HumanSize(bytes))?;
         }
         Ok(())
     }

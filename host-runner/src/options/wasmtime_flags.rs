@@ -7,13 +7,14 @@
 //! A `-S` or `-W` key that host-runner does not implement (wasmtime 48.0.8
 //! has some forty of each) is refused with one line naming it: nothing is
 //! silently ignored. This module only parses; what the options do is decided
-//! in config and host.
+//! in `instance/config.rs` and the host.
 
 use std::time::Duration;
 
 use hyper::header::{HeaderName, HeaderValue};
 
-use crate::config::{RequestHeaders, WasiOptions, parse_duration, parse_size};
+use super::{RequestHeaders, WasiOptions};
+use crate::units::{parse_duration, parse_size};
 
 /// The `-S` keys host-runner accepts, as its refusals list them.
 const WASI_KEYS: &str = "cli, http, p3, config, config-var=KEY=VALUE, keyvalue, keyvalue-in-memory-data=KEY=VALUE, http-outgoing-body-buffer-chunks=N, http-outgoing-body-chunk-size=N";

@@ -1,0 +1,357 @@
+//! The serving options, written once: [`ServeOptions`] is at the same
+//! time the command line of `host-runner serve` (a clap struct, as
+//! `wasmtime serve`'s is) and the options a library user fills in, with
+//! [`Default`] giving exactly the flags' defaults. The flags `check` shares
+//! with `serve` sit in structs of their own ([`GuestEnv`]) that both
+//! flatten.
+//!
+//! Options are kept as given: `None` means "the default for the
+//! component's world" or "no limit", and `wasmtime serve`'s spellings stay
+//! in their own fields until they are read (see [`wasmtime_flags`]). What
+//! the server applies is derived from them in one place,
+//! [`EffectiveConfig`](crate::EffectiveConfig), once the component's world
+//! and reuse policy are known. This module does not load components and
+//! does not apply limits.
+
+pub mod wasmtime_flags;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::PossibleValue;
+use clap::{Args, Parser, ValueEnum};
+use hyper::HeaderMap;
+use hyper::header::{HeaderName, HeaderValue};
+
+use crate::outbound::{OutboundPolicy, OutboundRule};
+use crate::units::{parse_duration, parse_size};
+use wasmtime_flags::{WasiList, WasmList, parse_env, parse_header_arg};
+
+/// How `host-runner serve` serves a component: every flag but the
+/// component's path, each a field.
+#[derive(Args, Clone, Debug)]
+pub struct ServeOptions {
+    /// Socket address to accept HTTP connections on; port 0 picks a free
+    /// port (printed on stderr).
+    #[arg(long, value_name = "SOCKADDR", default_value = "0.0.0.0:8080")]
+    pub addr: SocketAddr,
+
+    /// Socket address where a connection starts a graceful shutdown (as do
+    /// Ctrl-C and SIGTERM; a second request stops at once).
+    #[arg(long, value_name = "SOCKADDR")]
+    pub shutdown_addr: Option<SocketAddr>,
+
+    /// Requests sent to one component instance before it is dropped
+    /// [default: 128 for p3, 1 for p2].
+    #[arg(long, value_name = "N")]
+    pub max_instance_reuse_count: Option<usize>,
+
+    /// Requests one component instance handles at the same time
+    /// [default: 16 for p3; always 1 for p2, whose handler cannot be called
+    /// concurrently].
+    #[arg(long, value_name = "N")]
+    pub max_instance_concurrent_reuse_count: Option<usize>,
+
+    /// How long to keep an idle instance for reuse before dropping it.
+    /// Durations: a number with an ns, us, ms or s suffix; no suffix means
+    /// seconds.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub idle_instance_timeout: Duration,
+
+    /// Longest time a request may take to produce its response; it then gets
+    /// a 504 and its instance takes no more requests (it is dropped at once
+    /// if the guest is stuck). Holds for busy loops and blocking calls too
+    /// [default: no limit].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+
+    /// Requests handled at the same time across all instances; more wait up
+    /// to --request-queue-timeout, then get 503 with Retry-After
+    /// [default: no limit].
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_requests: Option<usize>,
+
+    /// How long a request waits for a slot when --max-concurrent-requests
+    /// are in flight before it gets 503; 0 rejects at once.
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
+    pub request_queue_timeout: Duration,
+
+    /// Component instances alive at the same time; a request that needs
+    /// another gets 503 with Retry-After. Also sizes the pooling allocator.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_INSTANCES)]
+    pub max_instances: u32,
+
+    /// Largest size any one linear memory of an instance may grow to
+    /// (sizes: a number of bytes or with KiB, MiB or GiB); growing past it
+    /// fails inside the guest, which usually traps (500)
+    /// [default: 256MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory_size: Option<u64>,
+
+    /// Largest request body accepted; larger ones get 413 [default: 16MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_request_body_size: Option<u64>,
+
+    /// How long a client may take to send a request's headers (and a
+    /// keep-alive connection may stay idle) before the connection is
+    /// closed; 0 for no limit.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Client connections open at the same time; more wait to be accepted
+    /// [default: no limit].
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_connections: Option<usize>,
+
+    /// Threads serving connections. Each runs its own instances, so a
+    /// request never waits on another thread [default: one per CPU core].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub env: GuestEnv,
+
+    /// Set a request header before the component sees it, replacing the
+    /// client's (repeatable): `NAME: VALUE`, or `@FILE` with one header per
+    /// line.
+    #[arg(short = 'H', long = "header", value_name = "HEADER", value_parser = parse_header_arg)]
+    pub headers: Vec<RequestHeaders>,
+
+    /// WASI options, as for `wasmtime serve` (repeatable, comma-separated):
+    /// config, config-var=KEY=VALUE, keyvalue,
+    /// keyvalue-in-memory-data=KEY=VALUE, http-outgoing-body-buffer-chunks=N,
+    /// http-outgoing-body-chunk-size=N; cli, http and p3 are always on.
+    #[arg(short = 'S', long = "wasi", value_name = "KEY[=VAL[,..]]", value_parser = WasiList::parse)]
+    pub wasi: Vec<WasiList>,
+
+    /// WebAssembly options, as for `wasmtime serve` (repeatable,
+    /// comma-separated): timeout=DURATION (as --request-timeout),
+    /// max-memory-size=SIZE (as --max-memory-size).
+    #[arg(short = 'W', long = "wasm", value_name = "KEY[=VAL[,..]]", value_parser = WasmList::parse)]
+    pub wasm: Vec<WasmList>,
+
+    /// Let the component send HTTP requests to HOST (repeatable): `HOST`
+    /// (any port), `HOST:PORT`, `[IPv6]:PORT`, or `*` for any host; others
+    /// are refused with HTTP-request-denied [default: any host].
+    #[arg(
+        long = "allow-outbound",
+        value_name = "HOST[:PORT]",
+        conflicts_with = "deny_outbound"
+    )]
+    pub allow_outbound: Vec<OutboundRule>,
+
+    /// Refuse every HTTP request the component sends
+    /// (HTTP-request-denied).
+    #[arg(long)]
+    pub deny_outbound: bool,
+
+    /// Print guest output as is, without the `stdout [instance N request
+    /// ID] :: ` prefix (text log format only).
+    #[arg(long)]
+    pub no_logging_prefix: bool,
+
+    /// Format of host-runner's log lines on stderr; `json` writes one object
+    /// per line, guest output included. Filter with RUST_LOG (default
+    /// `info`).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Serve Prometheus metrics at http://SOCKADDR/metrics; port 0 picks a
+    /// free port (printed on stderr).
+    #[arg(long, value_name = "SOCKADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Serve as a host that does not read the component's
+    /// reprise:reuse-policy section would, leaving the policy to the guest's
+    /// own run-time enforcement (to test that enforcement).
+    #[arg(long)]
+    pub ignore_guest_policy: bool,
+
+    /// Add `x-reprise-instance` (instance number, from 1) and
+    /// `x-reprise-instance-request` (request number on that instance, from
+    /// 1) to every response, to observe reuse.
+    #[arg(long)]
+    pub debug_headers: bool,
+
+    /// Append every request served to FILE (method, path, headers, body up
+    /// to 64 KiB), one JSON line each: the requests file `host-runner check
+    /// --requests FILE` replays.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+}
+
+impl Default for ServeOptions {
+    /// The options of `host-runner serve` given no flags: the defaults are
+    /// the flags' own, written once in their attributes.
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct NoFlags {
+            #[command(flatten)]
+            options: ServeOptions,
+        }
+        NoFlags::try_parse_from(["host-runner"])
+            .expect("every serve flag has a default or is optional")
+            .options
+    }
+}
+
+impl ServeOptions {
+    /// Longest time a request may take: `--request-timeout` or `-Wtimeout`.
+    pub fn request_timeout(&self) -> Option<Duration> {
+        self.request_timeout
+            .or(wasmtime_flags::wasm_options(&self.wasm).timeout)
+    }
+
+    /// Largest size of any one linear memory: `--max-memory-size` or
+    /// `-Wmax-memory-size`, else [`DEFAULT_MAX_MEMORY_SIZE`].
+    pub fn max_memory_size(&self) -> u64 {
+        self.max_memory_size
+            .or(wasmtime_flags::wasm_options(&self.wasm).max_memory_size)
+            .unwrap_or(DEFAULT_MAX_MEMORY_SIZE)
+    }
+
+    /// The WASI interfaces beyond cli and http that the `-S` lists ask for.
+    pub fn wasi(&self) -> WasiOptions {
+        wasmtime_flags::wasi_options(&self.wasi)
+    }
+
+    /// The headers every `--header` sets, in the order given.
+    pub fn request_headers(&self) -> RequestHeaders {
+        RequestHeaders(
+            self.headers
+                .iter()
+                .flat_map(|h| h.0.iter().cloned())
+                .collect(),
+        )
+    }
+
+    /// Which hosts the component may send HTTP requests to.
+    pub fn outbound(&self) -> OutboundPolicy {
+        OutboundPolicy::from_flags(self.allow_outbound.clone(), self.deny_outbound)
+    }
+
+    /// An error naming two spellings of one setting (a `-W` option and the
+    /// flag it stands for) that were given different values.
+    pub fn conflicts(&self) -> Result<(), String> {
+        let wasm = wasmtime_flags::wasm_options(&self.wasm);
+        one_of(
+            self.request_timeout,
+            "--request-timeout",
+            wasm.timeout,
+            "-Wtimeout",
+        )?;
+        one_of(
+            self.max_memory_size,
+            "--max-memory-size",
+            wasm.max_memory_size,
+            "-Wmax-memory-size",
+        )
+    }
+}
+
+/// Both spellings of one setting may be given only if they agree.
+fn one_of<T: PartialEq>(
+    flag: Option<T>,
+    flag_name: &str,
+    wasmtime: Option<T>,
+    wasmtime_name: &str,
+) -> Result<(), String> {
+    match (flag, wasmtime) {
+        (Some(a), Some(b)) if a != b => Err(format!(
+            "{flag_name} and {wasmtime_name} set the same limit to different values; keep one"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `--env`, shared by `serve` and `check`: the guest's environment.
+#[derive(Args, Clone, Debug, Default)]
+pub struct GuestEnv {
+    /// Environment variable for the component (repeatable). `NAME` alone
+    /// passes on the host's value, or leaves it unset if the host has none.
+    #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
+    pub vars: Vec<(String, Option<String>)>,
+}
+
+impl GuestEnv {
+    /// The variables the guest sees (see [`wasmtime_flags::guest_env`]).
+    pub fn resolve(&self) -> Vec<(String, String)> {
+        wasmtime_flags::guest_env(&self.vars)
+    }
+}
+
+/// How host-runner writes its own log lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines; guest output keeps its `stdout [instance N …] ::`
+    /// prefix on the host's own stdout and stderr.
+    #[default]
+    Text,
+    /// One JSON object per line on stderr, guest output included.
+    Json,
+}
+
+/// By hand rather than derived: derived, the variants' docs would become
+/// per-value help and change `--help`'s layout.
+impl ValueEnum for LogFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[LogFormat::Text, LogFormat::Json]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }))
+    }
+}
+
+/// What `--max-request-body-size` is when not given: 16 MiB.
+pub const DEFAULT_MAX_REQUEST_BODY_SIZE: u64 = 16 << 20;
+/// What `--max-memory-size` is when not given: 256 MiB per linear memory.
+pub const DEFAULT_MAX_MEMORY_SIZE: u64 = 256 << 20;
+/// Default for `--max-instances` (wasmtime's pooling default).
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+
+/// The WASI interfaces `serve` provides beyond all of WASI cli and http
+/// (which it always links), as `wasmtime serve`'s `-S` options set them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WasiOptions {
+    /// Link `wasi:config/store@0.2.0-rc.1` (`-Sconfig`).
+    pub config: bool,
+    /// The variables `wasi:config` answers with (`-Sconfig-var=KEY=VALUE`).
+    pub config_vars: Vec<(String, String)>,
+    /// Link `wasi:keyvalue@0.2.0-draft` (store, atomics, batch) to one
+    /// in-memory store shared by every instance (`-Skeyvalue`).
+    pub keyvalue: bool,
+    /// What the store holds at start-up
+    /// (`-Skeyvalue-in-memory-data=KEY=VALUE`).
+    pub keyvalue_data: Vec<(String, String)>,
+    /// Writes to a p2 outgoing body's stream that are buffered
+    /// (`-Shttp-outgoing-body-buffer-chunks`; wasmtime's default when `None`).
+    pub http_outgoing_body_buffer_chunks: Option<usize>,
+    /// Largest single write to a p2 outgoing body's stream
+    /// (`-Shttp-outgoing-body-chunk-size`; wasmtime's default when `None`).
+    pub http_outgoing_body_chunk_size: Option<usize>,
+}
+
+/// Headers that replace the client's on every request (`--header`), in the
+/// order given; a name given twice keeps both values, as in `wasmtime
+/// serve`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestHeaders(pub Vec<(HeaderName, HeaderValue)>);
+
+impl RequestHeaders {
+    /// Removes every client value of each configured name, then adds the
+    /// configured values.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        for (name, _) in &self.0 {
+            headers.remove(name);
+        }
+        for (name, value) in &self.0 {
+            headers.append(name, value.clone());
+        }
+    }
+}
