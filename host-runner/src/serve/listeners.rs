@@ -112,7 +112,7 @@ impl Listeners {
             .iter()
             .map(|socket| {
                 Ok(Sibling {
-                    listener: socket.try_clone()?,
+                    listener: Mutex::new(Some(socket.try_clone()?)),
                     heartbeat: AtomicU64::new(0),
                     open: AtomicUsize::new(0),
                     handed: Mutex::new(VecDeque::new()),
@@ -168,8 +168,10 @@ pub(crate) struct ThreadListener {
 
 struct Sibling {
     /// A second handle on that thread's socket, to accept from when it is
-    /// stuck.
-    listener: std::net::TcpListener,
+    /// stuck; closed (taken) when that thread stops accepting, so that a
+    /// stopping server refuses new connections even while seats, which
+    /// hold this array, are still open.
+    listener: Mutex<Option<std::net::TcpListener>>,
     /// Beaten by that thread every [`STALL_CHECK`] while its runtime runs.
     heartbeat: AtomicU64,
     /// Connections that thread holds (its [`Seat`]s), handed ones included.
@@ -248,6 +250,12 @@ impl Drop for Acceptor {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();
+            let listener = this
+                .listener
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            drop(listener);
         }
     }
 }
@@ -362,8 +370,12 @@ impl Acceptor {
                     self.taken.push_back(stream);
                 }
             }
+            let listener = sibling.listener.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(listener) = listener.as_ref() else {
+                continue;
+            };
             while self.taken.len() < MAX_TAKEN_PER_CHECK {
-                match sibling.listener.accept() {
+                match listener.accept() {
                     Ok((stream, _peer)) => {
                         if let Ok(stream) = stream
                             .set_nonblocking(true)
