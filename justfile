@@ -89,4 +89,6 @@ bench-peer:
 bench *flags: build
     @scripts/install-bench-tools.sh
     cargo build --release -p reprise-bench
+    # The other SDKs' hellos: their own workspace and lock file, our target dir.
+    cargo build --release --locked --target wasm32-wasip2 --manifest-path bench/sdks/Cargo.toml --target-dir target
     target/release/reprise-bench run {{flags}}

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use crate::plan::{ServerKind, Workload};
-use crate::run::Row;
+use crate::results::Row;
 
 const WIDTH: f64 = 900.0;
 const LABEL_WIDTH: f64 = 300.0;

@@ -12,6 +12,7 @@ mod chart;
 mod native;
 mod plan;
 mod report;
+mod results;
 mod run;
 mod server;
 mod wrk;
@@ -96,9 +97,23 @@ fn parse_seconds(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("`{text}` is not a whole number of seconds, e.g. 10s"))
 }
 
+/// Measures, prints the table, and writes the report and the chart.
+fn run_and_report(args: &RunArgs) -> anyhow::Result<()> {
+    let (environment, rows) = run::run(args)?;
+    println!("{}", report::table(&rows));
+    report::write(&args.report, &args.chart, &environment, &rows)?;
+    chart::write(&args.chart, &rows)?;
+    eprintln!(
+        "reprise-bench: wrote {} and {}",
+        args.report.display(),
+        args.chart.display()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Run(args) => run::run(&args),
+        Command::Run(args) => run_and_report(&args),
         Command::Native { addr, delay_ms } => {
             native::serve(addr, std::time::Duration::from_millis(delay_ms))
         }

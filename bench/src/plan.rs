@@ -100,6 +100,42 @@ const PROXY_LOAD: Load = Load {
 /// takes to answer.
 pub const BACKEND_DELAY_MS: u64 = 40;
 
+/// The hello components of one world, each answering the same
+/// `Hello, WASI!`: with reprise, on the raw bindings, and with another SDK
+/// from crates.io.
+#[derive(Clone, Copy, Debug)]
+pub struct Hellos {
+    pub reprise: &'static str,
+    pub raw: &'static str,
+    /// Built by `bench/sdks` (its own workspace and lock file), not by
+    /// `just build`.
+    pub other: &'static str,
+    /// What `other` is built with, for the report.
+    pub other_sdk: &'static str,
+}
+
+impl Hellos {
+    pub fn all(&self) -> [&'static str; 3] {
+        [self.reprise, self.raw, self.other]
+    }
+}
+
+/// The hellos of both worlds.
+pub const HELLOS: [Hellos; 2] = [
+    Hellos {
+        reprise: "hello-p3",
+        raw: "raw-hello-p3",
+        other: "spin-hello-p3",
+        other_sdk: "spin-sdk 7.0.0",
+    },
+    Hellos {
+        reprise: "hello-p2",
+        raw: "raw-hello-p2",
+        other: "wstd-hello-p2",
+        other_sdk: "wstd 0.6.8",
+    },
+];
+
 /// One row of the table.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -142,7 +178,7 @@ impl Config {
 pub fn all() -> Vec<Config> {
     let mut plan = Vec::new();
     for server in [ServerKind::HostRunner, ServerKind::Wasmtime] {
-        for component in ["hello-p3", "raw-hello-p3", "hello-p2", "raw-hello-p2"] {
+        for component in HELLOS.iter().flat_map(Hellos::all) {
             for reuse in [Reuse::On, Reuse::Off] {
                 plan.push(hello(server, component, reuse));
             }

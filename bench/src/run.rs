@@ -1,6 +1,5 @@
 //! One benchmark run: starts every configured server, warms each up,
-//! measures them round-robin, then hands the medians to the report and the
-//! chart.
+//! measures them round-robin, and returns what it measured.
 //!
 //! All servers stay up for the whole run (idle ones cost nothing), so the
 //! rounds can interleave: a burst of load from elsewhere on the machine then
@@ -9,55 +8,20 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
 use crate::RunArgs;
 use crate::plan::{self, Config, ServerKind, Workload};
+use crate::results::{Environment, Row};
 use crate::server::{CommandLine, Running};
-use crate::wrk::{self, Sample};
-use crate::{chart, report};
+use crate::wrk;
 
 /// The peer's version: the issue compares against this release exactly.
 const PEER_VERSION: &str = "wasmtime 48.0.8";
 
 /// Stands for the port a server printed, in the commands the report shows.
 const PORT: &str = "$PORT";
-
-/// Everything measured about one configuration.
-pub struct Row {
-    pub config: Config,
-    /// The server command as the report shows it.
-    pub server_command: CommandLine,
-    /// The wrk command as the report shows it (port as `$PORT`).
-    pub wrk_command: CommandLine,
-    pub samples: Vec<Sample>,
-    /// Server CPU time per request in each measured run, in microseconds.
-    pub cpu_per_request: Vec<f64>,
-    /// Instances created during each measured run (host-runner with
-    /// metrics only).
-    pub instances: Vec<u64>,
-    pub peak_rss_kib: Option<u64>,
-}
-
-/// Where and how the numbers were taken.
-pub struct Environment {
-    pub date: String,
-    pub cpu: String,
-    pub cores: usize,
-    pub load_before: String,
-    pub load_after: String,
-    pub host_runner: String,
-    /// Why there are no peer rows, when there are none.
-    pub peer: Result<String, String>,
-    pub wrk: String,
-    /// Whether host-runner served `/metrics` (instance counts).
-    pub metrics: bool,
-    pub duration: u64,
-    pub warmup: u64,
-    pub repeats: u32,
-}
 
 /// A configuration with its server up.
 struct Live {
@@ -68,7 +32,8 @@ struct Live {
     log: PathBuf,
 }
 
-pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+/// Measures every configuration `args` selects.
+pub fn run(args: &RunArgs) -> anyhow::Result<(Environment, Vec<Row>)> {
     let mut environment = environment(args)?;
     if let Err(reason) = &environment.peer {
         eprintln!("reprise-bench: no wasmtime serve rows: {reason}");
@@ -110,16 +75,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     let rows = live.into_iter().map(finish).collect::<Vec<_>>();
     environment.load_after = load_average();
-
-    println!("{}", report::table(&rows));
-    report::write(&args.report, &args.chart, &environment, &rows)?;
-    chart::write(&args.chart, &rows)?;
-    eprintln!(
-        "reprise-bench: wrote {} and {}",
-        args.report.display(),
-        args.chart.display()
-    );
-    Ok(())
+    Ok((environment, rows))
 }
 
 fn selected(config: &Config, only: &[String]) -> bool {
@@ -162,6 +118,14 @@ fn start(
     config: Config,
     backend: Option<&str>,
 ) -> anyhow::Result<Live> {
+    if let Some(file) = config.wasm_file() {
+        let path = args.guests.join(&file);
+        anyhow::ensure!(
+            path.exists(),
+            "{} is missing; `just bench` builds it (`just build` reprise's guests, bench/sdks the other SDKs')",
+            path.display()
+        );
+    }
     let metrics = config.server == ServerKind::HostRunner && environment.metrics;
     let mut command = server_command(args, &config, metrics)?;
     if config.workload == Workload::Proxy {
@@ -185,6 +149,7 @@ fn start(
         samples: Vec::new(),
         cpu_per_request: Vec::new(),
         instances: Vec::new(),
+        busiest_thread_share: Vec::new(),
         peak_rss_kib: None,
     };
     Ok(Live {
@@ -251,7 +216,7 @@ fn warm_up(live: &Live, seconds: u64) -> anyhow::Result<()> {
 }
 
 fn measure(live: &mut Live, seconds: u64, (round, rounds): (u32, u32)) -> anyhow::Result<()> {
-    let before = live.server.instances_created();
+    let before = live.server.counters();
     let cpu_before = live.server.cpu_time()?;
     let sample =
         wrk::run(&wrk::command(&live.url, &live.row.config.load, seconds)).map_err(|error| {
@@ -265,8 +230,13 @@ fn measure(live: &mut Live, seconds: u64, (round, rounds): (u32, u32)) -> anyhow
             }
         })?;
     let cpu = live.server.cpu_time()? - cpu_before;
-    if let (Some(before), Some(after)) = (before, live.server.instances_created()) {
-        live.row.instances.push(after - before);
+    if let (Some(before), Some(after)) = (before, live.server.counters()) {
+        live.row
+            .instances
+            .push(after.instances_created - before.instances_created);
+        if let Some(share) = busiest_share(&before.thread_requests, &after.thread_requests) {
+            live.row.busiest_thread_share.push(share);
+        }
     }
     if sample.requests > 0 {
         let micros = cpu.as_secs_f64() * 1e6 / sample.requests as f64;
@@ -285,6 +255,19 @@ fn measure(live: &mut Live, seconds: u64, (round, rounds): (u32, u32)) -> anyhow
     );
     live.row.samples.push(sample);
     Ok(())
+}
+
+/// The share of a run's requests that its busiest serving thread received,
+/// from the per-thread counters before and after it.
+fn busiest_share(before: &[u64], after: &[u64]) -> Option<f64> {
+    let served: Vec<u64> = after
+        .iter()
+        .zip(before.iter().chain(std::iter::repeat(&0)))
+        .map(|(after, before)| after - before)
+        .collect();
+    let total: u64 = served.iter().sum();
+    let busiest = *served.iter().max()?;
+    (served.len() > 1 && total > 0).then(|| busiest as f64 / total as f64)
 }
 
 fn finish(mut live: Live) -> Row {
@@ -386,57 +369,17 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-impl Row {
-    pub fn requests_per_sec(&self) -> f64 {
-        median(self.samples.iter().map(|s| s.requests_per_sec))
-    }
-
-    pub fn p50(&self) -> Duration {
-        Duration::from_secs_f64(median(self.samples.iter().map(|s| s.p50.as_secs_f64())))
-    }
-
-    pub fn p99(&self) -> Duration {
-        Duration::from_secs_f64(median(self.samples.iter().map(|s| s.p99.as_secs_f64())))
-    }
-
-    pub fn errors(&self) -> u64 {
-        self.samples.iter().map(|s| s.errors).sum()
-    }
-
-    /// Median server CPU time per request, in microseconds.
-    pub fn cpu_per_request(&self) -> Option<f64> {
-        (!self.cpu_per_request.is_empty()).then(|| median(self.cpu_per_request.iter().copied()))
-    }
-
-    pub fn instances(&self) -> Option<f64> {
-        (!self.instances.is_empty()).then(|| median(self.instances.iter().map(|&n| n as f64)))
-    }
-}
-
-/// The median; the mean of the middle two for an even count.
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        (values[middle - 1] + values[middle]) / 2.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
-        assert_eq!(median([4.0, 1.0, 2.0, 3.0].into_iter()), 2.5);
-        assert!(median(std::iter::empty()).is_nan());
+    fn busiest_share_counts_only_the_run() {
+        assert_eq!(busiest_share(&[100, 0], &[160, 40]), Some(0.6));
+        assert_eq!(busiest_share(&[], &[30, 10]), Some(0.75));
+        // One thread, or nothing served: no spread to speak of.
+        assert_eq!(busiest_share(&[5], &[9]), None);
+        assert_eq!(busiest_share(&[5, 5], &[5, 5]), None);
     }
 
     #[test]

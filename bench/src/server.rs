@@ -32,6 +32,9 @@ const METRICS: &str = "Metrics on http://";
 /// The host-runner counter of instances created.
 const INSTANCES_CREATED: &str = "reprise_instances_created_total";
 
+/// The host-runner counter of requests each serving thread received.
+const THREAD_REQUESTS: &str = "reprise_thread_requests_total";
+
 /// A program and its arguments, printable as the shell command that runs it.
 #[derive(Clone, Debug)]
 pub struct CommandLine {
@@ -47,6 +50,14 @@ impl fmt::Display for CommandLine {
         }
         Ok(())
     }
+}
+
+/// host-runner's counters at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Counters {
+    pub instances_created: u64,
+    /// Requests received by each serving thread, in thread order.
+    pub thread_requests: Vec<u64>,
 }
 
 /// A running server; killed when dropped.
@@ -118,13 +129,15 @@ impl Running {
         parse_vm_hwm(&status).with_context(|| format!("no VmHWM line in {path}"))
     }
 
-    /// host-runner's count of instances created so far, if it serves
-    /// metrics.
-    pub fn instances_created(&self) -> Option<u64> {
+    /// host-runner's counters so far, if it serves metrics.
+    pub fn counters(&self) -> Option<Counters> {
         let text = scrape(*self.metrics.get()?)
             .inspect_err(|error| eprintln!("reprise-bench: metrics scrape failed: {error:#}"))
             .ok()?;
-        parse_counter(&text, INSTANCES_CREATED)
+        Some(Counters {
+            instances_created: parse_counter(&text, INSTANCES_CREATED)?,
+            thread_requests: parse_per_label(&text, THREAD_REQUESTS),
+        })
     }
 }
 
@@ -220,6 +233,17 @@ fn parse_counter(text: &str, name: &str) -> Option<u64> {
     (!samples.is_empty()).then(|| samples.iter().sum::<f64>() as u64)
 }
 
+/// Every sample of a labelled Prometheus counter, in exposition order.
+fn parse_per_label(text: &str, name: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+            let (_, value) = rest.rsplit_once('}')?;
+            value.trim().parse().ok()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +282,14 @@ mod tests {
                         reprise_instances_created_total{world=\"p2\"} 4\n";
         assert_eq!(parse_counter(labelled, INSTANCES_CREATED), Some(7));
         assert_eq!(parse_counter("other 1\n", INSTANCES_CREATED), None);
+    }
+
+    #[test]
+    fn per_thread_counters_come_in_thread_order() {
+        let text = "# TYPE reprise_thread_requests_total counter\n\
+                    reprise_thread_requests_total{thread=\"0\"} 120\n\
+                    reprise_thread_requests_total{thread=\"1\"} 80\n\
+                    reprise_thread_requests_in_flight{thread=\"0\"} 3\n";
+        assert_eq!(parse_per_label(text, THREAD_REQUESTS), [120, 80]);
     }
 }

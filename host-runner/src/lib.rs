@@ -5,6 +5,9 @@
 //! below it:
 //! - [`serve`]: the front end. `serve/mod.rs` binds, runs the serving
 //!   threads and their accept loops, and stops on [`shutdown`];
+//!   `serve/listeners.rs` gives each thread a listening socket of its own
+//!   (`SO_REUSEPORT`), evens out connections between threads and takes over
+//!   the queue of a thread stuck in guest code;
 //!   `serve/handle.rs` handles one request (request headers, the
 //!   concurrency slot, debug headers); `serve/failure.rs` is the failure
 //!   taxonomy (each failure's status, message and metrics outcome);
@@ -29,6 +32,7 @@
 //!   `wasmtime serve`'s spellings (`-S`, `-W`, `--header`, `--env NAME`);
 //! - [`outbound`]: which hosts a guest may send HTTP requests to;
 //! - `metrics`: counters and histograms, served at `/metrics`;
+//!   `thread_metrics`: the per-serving-thread gauges among them;
 //! - [`units`]: durations and sizes as flags and messages write them;
 //! - [`logging`]: host-runner's own log lines (text or JSON).
 //!
@@ -61,6 +65,7 @@ pub mod options;
 pub mod outbound;
 pub mod serve;
 pub mod shutdown;
+mod thread_metrics;
 pub mod units;
 
 pub use component::policy;

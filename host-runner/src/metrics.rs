@@ -24,6 +24,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::thread_metrics::ThreadGauges;
+
 /// Why an instance was dropped (`reprise_instances_retired_total{reason}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RetireReason {
@@ -130,10 +132,13 @@ pub(crate) struct Metrics {
     instance_requests: Histogram,
     request_duration: Histogram,
     instantiation_duration: Histogram,
+    /// Connections and requests per serving thread.
+    pub(crate) threads: Arc<ThreadGauges>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    /// Metrics for a server with `threads` serving threads.
+    pub(crate) fn new(threads: usize) -> Self {
         Self {
             instances_created: AtomicU64::new(0),
             instances_live: AtomicI64::new(0),
@@ -144,11 +149,10 @@ impl Default for Metrics {
             instance_requests: Histogram::new(REQUESTS_PER_INSTANCE),
             request_duration: Histogram::new(REQUEST_SECONDS),
             instantiation_duration: Histogram::new(INSTANTIATION_SECONDS),
+            threads: Arc::new(ThreadGauges::new(threads)),
         }
     }
-}
 
-impl Metrics {
     /// An instance was created, taking `took` to instantiate.
     pub(crate) fn instance_created(&self, took: Duration) {
         self.instances_created.fetch_add(1, Ordering::Relaxed);
@@ -174,15 +178,18 @@ impl Metrics {
         self.instances_live.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// A request arrived; see [`Metrics::request_done`].
-    pub(crate) fn request_started(&self) {
+    /// A request arrived on serving thread `thread`; see
+    /// [`Metrics::request_done`].
+    pub(crate) fn request_started(&self, thread: usize) {
         self.requests_in_flight.fetch_add(1, Ordering::Relaxed);
+        self.threads.request_started(thread);
     }
 
     /// A request is over: its response was sent or cut off (or the client
     /// went away), `took` after it arrived; `outcome` if it got one.
-    pub(crate) fn request_done(&self, took: Duration, outcome: Option<Outcome>) {
+    pub(crate) fn request_done(&self, thread: usize, took: Duration, outcome: Option<Outcome>) {
         self.requests_in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.threads.request_done(thread);
         if let Some(outcome) = outcome {
             self.requests[outcome as usize].fetch_add(1, Ordering::Relaxed);
             self.request_duration.observe(took.as_secs_f64());
@@ -286,11 +293,12 @@ impl Metrics {
             "reprise_instantiation_duration_seconds",
             "Time to instantiate the component.",
         );
+        self.threads.render(&mut out);
         out
     }
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
@@ -413,10 +421,10 @@ mod tests {
 
     #[test]
     fn exposition_lists_every_label_and_cumulative_buckets() {
-        let metrics = Metrics::default();
+        let metrics = Metrics::new(1);
         metrics.instance_created(Duration::from_millis(3));
-        metrics.request_started();
-        metrics.request_done(Duration::from_millis(20), Some(Outcome::Ok));
+        metrics.request_started(0);
+        metrics.request_done(0, Duration::from_millis(20), Some(Outcome::Ok));
         metrics.instance_retired(RetireReason::Idle, 1);
         let text = metrics.render();
         for line in [
@@ -436,6 +444,7 @@ mod tests {
             "reprise_request_duration_seconds_count 1",
             "reprise_instantiation_duration_seconds_bucket{le=\"0.005\"} 1",
             "# TYPE reprise_instance_requests histogram",
+            "reprise_thread_requests_total{thread=\"0\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

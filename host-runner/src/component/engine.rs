@@ -14,7 +14,15 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How much of a dropped instance's linear memory is reset in place (and
+/// kept resident) for the next instance in its slot, rather than discarded.
+/// A hello-world instance touches a few hundred KiB.
+const MEMORY_KEEP_RESIDENT: usize = 1 << 20;
+
+/// The same for its tables.
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
 /// How instances get their memories, tables and stacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +70,19 @@ impl PoolSizing {
             .total_memories(per_instance(self.footprint.memories))
             .total_tables(per_instance(self.footprint.tables))
             // One fiber stack per instance, as wasmtime's defaults have it.
-            .total_stacks(self.instances);
+            .total_stacks(self.instances)
+            // A slot freed by a dropped instance is reset for the next one.
+            // By default wasmtime discards the whole memory (madvise), and
+            // the next instance faults every page it touches back in. With
+            // Linux's PAGEMAP_SCAN (6.7+; elsewhere this is the default
+            // again) it finds the pages the instance dirtied and zeroes
+            // them in place. Without reuse this cut hello-p3's CPU per
+            // request to 0.7-0.8x and raised requests/s by 20-50%; keeping
+            // memory resident without the scan (memset of the whole 1 MiB)
+            // gained nothing.
+            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT)
+            .pagemap_scan(Enabled::Auto);
         pool
     }
 }

@@ -154,16 +154,19 @@ impl RequestIds {
 /// its outcome then.
 pub(crate) struct InFlight {
     metrics: Arc<Metrics>,
+    /// The serving thread it arrived on.
+    thread: usize,
     ticket: Arc<RequestTicket>,
     started: Instant,
     outcome: Option<Outcome>,
 }
 
 impl InFlight {
-    pub(crate) fn start(metrics: Arc<Metrics>, ticket: Arc<RequestTicket>) -> Self {
-        metrics.request_started();
+    pub(crate) fn start(metrics: Arc<Metrics>, thread: usize, ticket: Arc<RequestTicket>) -> Self {
+        metrics.request_started(thread);
         Self {
             metrics,
+            thread,
             ticket,
             started: Instant::now(),
             outcome: None,
@@ -196,7 +199,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.ticket.finished();
         self.metrics
-            .request_done(self.started.elapsed(), self.outcome);
+            .request_done(self.thread, self.started.elapsed(), self.outcome);
     }
 }
 

@@ -69,7 +69,7 @@ async fn handle_request(
     let ticket = Arc::new(RequestTicket::new(id));
     // Counted from here until the response body is sent, or until the
     // client goes away and hyper drops this future.
-    let mut in_flight = InFlight::start(shared.metrics.clone(), ticket.clone());
+    let mut in_flight = InFlight::start(shared.metrics.clone(), shared.thread, ticket.clone());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
 

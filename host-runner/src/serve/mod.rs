@@ -6,8 +6,9 @@
 //! connections whose head takes longer than `--header-read-timeout`.
 //!
 //! Connections are served by `--threads` threads, each with a
-//! single-threaded runtime and a `ProxyHandler` of its own, all accepting
-//! from one listener. A request, the instance serving it and its response
+//! single-threaded runtime, a `ProxyHandler` and a listener of its own (see
+//! the listeners module: the kernel spreads connections over the threads).
+//! A request, the instance serving it and its response
 //! stay on one thread: no wake-up crosses threads, which on a small machine
 //! costs more than the guest's own work. Limits, metrics and instance
 //! numbers are shared across threads; reuse is per thread.
@@ -24,6 +25,7 @@
 
 mod failure;
 mod handle;
+mod listeners;
 mod read_ahead;
 mod record;
 mod response;
@@ -38,7 +40,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::handler::ProxyHandler;
 
@@ -52,6 +54,7 @@ use crate::options::ServeOptions;
 use crate::shutdown::Shutdown;
 use crate::units::HumanSize;
 use handle::serve_request;
+use listeners::{Listeners, ThreadListener};
 use record::Recorder;
 
 /// Response header naming the instance that served the request
@@ -60,9 +63,6 @@ pub const INSTANCE_HEADER: &str = "x-reprise-instance";
 /// Response header giving the request's position on its instance, from 1
 /// (`--debug-headers`).
 pub const INSTANCE_REQUEST_HEADER: &str = "x-reprise-instance-request";
-
-/// Pending connections the kernel may queue while the server is busy.
-const LISTEN_BACKLOG: u32 = 1024;
 
 /// Largest request head (request line and headers) accepted; larger ones
 /// get 431. Far above what browsers and proxies send (8-16 KiB), far below
@@ -76,7 +76,8 @@ const FORCED_STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// A bound, not yet running, HTTP server for one component.
 pub struct Server {
-    listener: TcpListener,
+    /// One listening socket per serving thread.
+    listeners: Listeners,
     local_addr: SocketAddr,
     metrics_listener: Option<(TcpListener, SocketAddr)>,
     shared: Arc<Shared>,
@@ -85,6 +86,8 @@ pub struct Server {
 /// What every request task needs: one per serving thread, all sharing the
 /// limits, the metrics and the instance numbering.
 struct Shared {
+    /// Which serving thread this is, for the per-thread gauges.
+    thread: usize,
     handler: ProxyHandler<Instances>,
     config: Arc<EffectiveConfig>,
     request_slots: Option<Arc<Semaphore>>,
@@ -98,8 +101,9 @@ impl Shared {
     /// The same server for another thread, with a `ProxyHandler` (and so
     /// instances) of its own: a request and the instance serving it stay on
     /// one thread, with no wake-ups across threads.
-    fn for_another_thread(&self) -> Self {
+    fn for_another_thread(&self, thread: usize) -> Self {
         Self {
+            thread,
             handler: ProxyHandler::new(self.handler.state().clone()),
             config: self.config.clone(),
             request_slots: self.request_slots.clone(),
@@ -133,16 +137,16 @@ impl Server {
                 HumanSize(config.max_memory_size)
             );
         }
-        let listener = listen(options.addr).map_err(|e| {
+        let listeners = Listeners::bind(options.addr, config.threads).map_err(|e| {
             anyhow::anyhow!(
                 "cannot listen on {}: {e}; pick another address with --addr (port 0 picks a free one)",
                 options.addr
             )
         })?;
-        let local_addr = listener.local_addr()?;
+        let local_addr = listeners.local_addr();
         let metrics_listener = match options.metrics_addr {
             Some(addr) => {
-                let listener = listen(addr).map_err(|e| {
+                let listener = listeners::listen(addr).map_err(|e| {
                     anyhow::anyhow!(
                         "cannot listen on {addr}: {e}; pick another address with --metrics-addr (port 0 picks a free one)"
                     )
@@ -166,13 +170,14 @@ impl Server {
             }
             None => None,
         };
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(config.threads));
         let handler = ProxyHandler::new(Instances::new(component, config.clone(), metrics.clone()));
         Ok(Self {
-            listener,
+            listeners,
             local_addr,
             metrics_listener,
             shared: Arc::new(Shared {
+                thread: 0,
                 handler,
                 config,
                 request_slots,
@@ -210,13 +215,13 @@ impl Server {
     /// thread is left running, for the process's exit to end.
     ///
     /// Connections are served by `threads` threads of their own, each with
-    /// a single-threaded runtime and its own instances, taking connections
-    /// from the one listener as they are free to; the caller's runtime only
+    /// a single-threaded runtime, its own instances and its own listener;
+    /// the caller's runtime only
     /// serves `/metrics`. Dropping the returned future does not stop those
     /// threads: `shutdown` does.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let Server {
-            listener,
+            listeners,
             shared,
             metrics_listener,
             local_addr: _,
@@ -242,14 +247,16 @@ impl Server {
             .config
             .max_concurrent_connections
             .map(|n| Arc::new(Semaphore::new(n)));
-        let listener = listener.into_std()?;
         let mut threads = Vec::new();
-        for n in 0..shared.config.threads {
+        for (n, listener) in listeners
+            .split(shared.config.threads)?
+            .into_iter()
+            .enumerate()
+        {
             let shared = match n {
                 0 => shared.clone(),
-                _ => Arc::new(shared.for_another_thread()),
+                _ => Arc::new(shared.for_another_thread(n)),
             };
-            let listener = listener.try_clone()?;
             let connection_slots = connection_slots.clone();
             let shutdown = shutdown.clone();
             let (finished, done) = tokio::sync::oneshot::channel();
@@ -262,9 +269,6 @@ impl Server {
                 .context("cannot start a thread to serve connections")?;
             threads.push(done);
         }
-        // Each thread holds its own handle; the socket closes when the last
-        // of them stops accepting.
-        drop(listener);
         let all_done = async {
             let mut result = Ok(());
             for done in threads {
@@ -298,7 +302,7 @@ impl Server {
 /// Runs a single-threaded runtime on this thread that accepts connections
 /// from `listener` and serves them until shutdown.
 fn serve_on_this_thread(
-    listener: std::net::TcpListener,
+    listener: ThreadListener,
     shared: Arc<Shared>,
     connection_slots: Option<Arc<Semaphore>>,
     shutdown: Shutdown,
@@ -319,12 +323,12 @@ fn serve_on_this_thread(
 }
 
 async fn serve_connections(
-    listener: std::net::TcpListener,
+    listener: ThreadListener,
     shared: Arc<Shared>,
     connection_slots: Option<Arc<Semaphore>>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::from_std(listener)?;
+    let mut listener = listener.start()?;
     let graceful = GracefulShutdown::new();
     loop {
         // Waiting for a connection slot before accepting leaves extra
@@ -337,10 +341,11 @@ async fn serve_connections(
             },
             None => None,
         };
-        let stream = tokio::select! {
+        let (stream, seat) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                // Another thread took the connection first.
+                Ok(accepted) => accepted,
+                // Another thread took the connection first (a shared
+                // listener, or a queue taken over).
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(error) => {
                     // Typically out of file descriptors: back off instead
@@ -356,6 +361,7 @@ async fn serve_connections(
         // Small response chunks (streamed bodies) must not wait for
         // Nagle's algorithm.
         let _ = stream.set_nodelay(true);
+        let open = shared.metrics.threads.connection_opened(shared.thread);
         let shared = shared.clone();
         let mut builder = http1::Builder::new();
         builder
@@ -374,7 +380,7 @@ async fn serve_connections(
             // malformed HTTP) concern one client only and were already
             // answered by hyper where possible.
             let _ = connection.await;
-            drop(slot);
+            drop((slot, open, seat));
         });
     }
 
@@ -405,17 +411,4 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    // Lets a restarted server rebind while old connections sit in
-    // TIME_WAIT. (On Windows the same flag would let two servers share the
-    // port, so it stays off there.)
-    socket.set_reuseaddr(!cfg!(windows))?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
 }

@@ -181,3 +181,66 @@ fn threads_share_instance_numbers_but_not_instances() {
         "reused across connections: {instances:?}"
     );
 }
+
+#[test]
+fn connections_spread_over_every_serving_thread() {
+    // Each thread has a listener of its own on the port, so the kernel
+    // deals connections out by address hash: no thread can take a whole
+    // burst just by waking first.
+    let server = RunningServer::start(
+        &guest_wasm("hello_p3"),
+        &["--threads=2", "--metrics-addr=127.0.0.1:0"],
+    );
+    let mut connections: Vec<_> = (0..64).map(|_| server.connect()).collect();
+    for connection in &mut connections {
+        assert_eq!(connection.get("/").unwrap().text(), "Hello, WASI!");
+    }
+    let metrics = server.metrics();
+    let open = |thread: usize| {
+        metrics.count(&format!(
+            "reprise_thread_connections_open{{thread=\"{thread}\"}}"
+        ))
+    };
+    let requests = |thread: usize| {
+        metrics.count(&format!(
+            "reprise_thread_requests_total{{thread=\"{thread}\"}}"
+        ))
+    };
+    assert_eq!(open(0) + open(1), 64, "{}", metrics.0);
+    assert_eq!(requests(0) + requests(1), 64, "{}", metrics.0);
+    // An even hash leaves fewer than 16 of 64 on one side about once in
+    // 30,000 runs.
+    assert!(open(0).min(open(1)) >= 16, "{}", metrics.0);
+    drop(connections);
+    server.wait_for_metrics("connections closed", Duration::from_secs(10), |m| {
+        m.count("reprise_thread_connections_open{thread=\"0\"}")
+            + m.count("reprise_thread_connections_open{thread=\"1\"}")
+            == 0
+    });
+}
+
+#[test]
+fn a_thread_stuck_in_guest_code_does_not_strand_new_connections() {
+    // No request timeout: the busy loop holds its thread for good. The
+    // connections the kernel queues for that thread are taken over by the
+    // other one, so every new client is answered.
+    let server = RunningServer::start(
+        &guest_wasm("faults_p3"),
+        &["--threads=2", "--metrics-addr=127.0.0.1:0"],
+    );
+    let mut stuck = server.connect();
+    stuck
+        .send_raw(b"GET /?busy_ms=forever HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    server.wait_for_metrics("the busy loop to start", Duration::from_secs(10), |m| {
+        m.count("reprise_requests_in_flight") == 1
+    });
+    for n in 0..16 {
+        let mut connection = server.connect();
+        connection.set_read_timeout(Duration::from_secs(5)).unwrap();
+        let response = connection
+            .get("/")
+            .unwrap_or_else(|e| panic!("connection {n} was not served: {e}"));
+        assert_eq!(response.status, 200);
+    }
+}
