@@ -8,17 +8,17 @@
 //! request on those connections stays on that thread: one core works while
 //! the other idles, for as long as the connections live. A listener per
 //! thread has no race to win. A hash still deals unevenly now and then (22
-//! of 32 connections to one thread), so a thread that holds two more
-//! connections than another hands a new one over to it, before serving a
-//! byte of it: the counts stay within two of each other, and the only
-//! wake-up across threads is that hand-over, once per handed connection.
+//! of 32 connections to one thread). Evening that out by handing
+//! connections between threads was tried and left out: instances belong to
+//! a thread, so with a small `--max-instances` it kept every new connection
+//! away from the thread that had the instance.
 //!
 //! The price of a listener per thread is that connections the kernel queued
 //! for a thread wait for that thread. A thread stuck in guest code that
 //! never yields (a busy loop with no `--request-timeout`) would leave them
 //! waiting forever, so each thread beats a heartbeat, and the others take
-//! over the queues (the kernel's and the hand-overs') of a thread whose
-//! heartbeat stopped ([`STALL_CHECK`]); nobody hands connections to it.
+//! over the kernel's queue of a thread whose heartbeat stopped
+//! ([`STALL_CHECK`]).
 //!
 //! On systems without `SO_REUSEPORT` (Windows) the threads share one
 //! listener, as before. This module does not serve connections or count
@@ -27,12 +27,11 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Notify;
 use tokio::time::{Interval, MissedTickBehavior};
 
 /// Pending connections the kernel may queue for each thread while it is
@@ -114,9 +113,6 @@ impl Listeners {
                 Ok(Sibling {
                     listener: Mutex::new(Some(socket.try_clone()?)),
                     heartbeat: AtomicU64::new(0),
-                    open: AtomicUsize::new(0),
-                    handed: Mutex::new(VecDeque::new()),
-                    wake: Notify::new(),
                 })
             })
             .collect::<io::Result<Vec<_>>>()?
@@ -169,55 +165,11 @@ pub(crate) struct ThreadListener {
 struct Sibling {
     /// A second handle on that thread's socket, to accept from when it is
     /// stuck; closed (taken) when that thread stops accepting, so that a
-    /// stopping server refuses new connections even while seats, which
-    /// hold this array, are still open.
+    /// stopping server refuses new connections while its last requests
+    /// finish.
     listener: Mutex<Option<std::net::TcpListener>>,
     /// Beaten by that thread every [`STALL_CHECK`] while its runtime runs.
     heartbeat: AtomicU64,
-    /// Connections that thread holds (its [`Seat`]s), handed ones included.
-    open: AtomicUsize,
-    /// Connections other threads handed to it, not yet picked up. A queue
-    /// anyone can drain, so a thread that gets stuck with some in it does
-    /// not strand them.
-    handed: Mutex<VecDeque<(std::net::TcpStream, Seat)>>,
-    /// Wakes it when a connection is handed to it.
-    wake: Notify,
-}
-
-impl Sibling {
-    fn pop_handed(&self) -> Option<(std::net::TcpStream, Seat)> {
-        self.handed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
-    }
-}
-
-/// A connection counted as held by its thread until this is dropped (with
-/// the connection).
-pub(crate) struct Seat {
-    siblings: Arc<[Sibling]>,
-    index: usize,
-}
-
-impl Seat {
-    fn take(siblings: &Arc<[Sibling]>, index: usize) -> Self {
-        if let Some(sibling) = siblings.get(index) {
-            sibling.open.fetch_add(1, Ordering::Relaxed);
-        }
-        Self {
-            siblings: siblings.clone(),
-            index,
-        }
-    }
-}
-
-impl Drop for Seat {
-    fn drop(&mut self) {
-        if let Some(sibling) = self.siblings.get(self.index) {
-            sibling.open.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
 }
 
 impl ThreadListener {
@@ -242,14 +194,7 @@ impl ThreadListener {
 
 impl Drop for Acceptor {
     fn drop(&mut self) {
-        // A connection handed over but never picked up holds a seat, and
-        // so the siblings: dropping it here breaks that cycle, so the
-        // sockets close when the server stops.
         if let Some(this) = self.siblings.get(self.index) {
-            this.handed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
             let listener = this
                 .listener
                 .lock()
@@ -269,68 +214,29 @@ pub(crate) struct Acceptor {
     /// checks in a row it had not moved.
     seen: Vec<(u64, u32)>,
     check: Option<Interval>,
-    /// Connections taken from a stuck sibling, not yet handed out.
+    /// Connections taken from a stuck sibling, not yet served.
     taken: VecDeque<TcpStream>,
 }
 
 impl Acceptor {
-    /// The next connection for this thread, and its seat: the connection
-    /// counts as this thread's until the seat is dropped.
-    pub(crate) async fn accept(&mut self) -> io::Result<(TcpStream, Seat)> {
+    /// The next connection for this thread.
+    pub(crate) async fn accept(&mut self) -> io::Result<TcpStream> {
         loop {
             if let Some(stream) = self.taken.pop_front() {
-                return Ok((stream, Seat::take(&self.siblings, self.index)));
+                return Ok(stream);
             }
             let Some(check) = &mut self.check else {
                 let (stream, _peer) = self.own.accept().await?;
-                return Ok((stream, Seat::take(&self.siblings, self.index)));
+                return Ok(stream);
             };
-            let this = &self.siblings[self.index];
-            if let Some((stream, seat)) = this.pop_handed() {
-                return Ok((TcpStream::from_std(stream)?, seat));
-            }
             tokio::select! {
                 biased;
-                // A hand-over's wake-up may come while this future is not
-                // waiting; the check below picks it up then.
-                () = this.wake.notified() => continue,
                 // Before accepting, so a flood of connections cannot starve
                 // the heartbeat.
                 _ = check.tick() => self.check_siblings(),
-                accepted = self.own.accept() => {
-                    let (stream, _peer) = accepted?;
-                    match self.hand_over(stream)? {
-                        Some(stream) => {
-                            return Ok((stream, Seat::take(&self.siblings, self.index)));
-                        }
-                        None => continue,
-                    }
-                }
+                accepted = self.own.accept() => return Ok(accepted?.0),
             }
         }
-    }
-
-    /// Hands `stream` to the thread holding the fewest connections if this
-    /// one holds at least two more, and that thread is not stuck; gives it
-    /// back otherwise.
-    fn hand_over(&self, stream: TcpStream) -> io::Result<Option<TcpStream>> {
-        let open = |index: usize| self.siblings[index].open.load(Ordering::Relaxed);
-        let mine = open(self.index);
-        let least = (0..self.siblings.len())
-            .filter(|&index| index != self.index && !self.stuck(index))
-            .min_by_key(|&index| open(index));
-        let Some(least) = least.filter(|&least| open(least) + 2 <= mine) else {
-            return Ok(Some(stream));
-        };
-        let seat = Seat::take(&self.siblings, least);
-        let sibling = &self.siblings[least];
-        sibling
-            .handed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back((stream.into_std()?, seat));
-        sibling.wake.notify_one();
-        Ok(None)
     }
 
     /// Whether sibling `index`'s heartbeat stood still for two checks in a
@@ -359,16 +265,6 @@ impl Acceptor {
             *seen = beat;
             if !self.stuck(index) {
                 continue;
-            }
-            while self.taken.len() < MAX_TAKEN_PER_CHECK {
-                // Its seat there is dropped; it takes one here when handed
-                // out.
-                let Some((stream, _seat)) = sibling.pop_handed() else {
-                    break;
-                };
-                if let Ok(stream) = TcpStream::from_std(stream) {
-                    self.taken.push_back(stream);
-                }
             }
             let listener = sibling.listener.lock().unwrap_or_else(|e| e.into_inner());
             let Some(listener) = listener.as_ref() else {
@@ -441,32 +337,5 @@ mod tests {
             accepted.push(connection);
         }
         drop(second);
-    }
-
-    #[tokio::test]
-    async fn a_thread_two_connections_ahead_hands_the_next_one_over() {
-        let listeners = Listeners::bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
-        let addr = listeners.local_addr();
-        let mut threads = listeners.split(2).unwrap().into_iter();
-        let mut first = threads.next().unwrap().start().unwrap();
-        let mut second = threads.next().unwrap().start().unwrap();
-        // Both threads run on this test's one runtime, so a connection
-        // either accepts is "served"; the seats count who holds which.
-        let mut held = Vec::new();
-        let _clients: Vec<_> = (0..8)
-            .map(|_| std::net::TcpStream::connect(addr).unwrap())
-            .collect();
-        for _ in 0..8 {
-            let connection = tokio::select! {
-                accepted = first.accept() => accepted.unwrap(),
-                accepted = second.accept() => accepted.unwrap(),
-            };
-            held.push(connection);
-        }
-        let first_holds = held.iter().filter(|(_, seat)| seat.index == 0).count();
-        assert!(
-            (3..=5).contains(&first_holds),
-            "the first thread holds {first_holds} of 8 connections"
-        );
     }
 }

@@ -341,7 +341,7 @@ async fn serve_connections(
             },
             None => None,
         };
-        let (stream, seat) = tokio::select! {
+        let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 // Another thread took the connection first (a shared
@@ -380,7 +380,7 @@ async fn serve_connections(
             // malformed HTTP) concern one client only and were already
             // answered by hyper where possible.
             let _ = connection.await;
-            drop((slot, open, seat));
+            drop((slot, open));
         });
     }
 
