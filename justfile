@@ -32,7 +32,7 @@ check guest *flags: build
 # Where `guest` is built: a sample from guests/, or else a test component (an example of test-guests)
 [private]
 wasm guest:
-    @file={{guests}}/{{replace(guest, "-", "_")}}.wasm; [ -f "$file" ] || file={{guests}}/examples/{{replace(guest, "-", "_")}}.wasm; echo "$file"
+    @file={{guests}}/examples/{{replace(guest, "-", "_")}}.wasm; [ -f "$file" ] || file={{guests}}/{{replace(guest, "-", "_")}}.wasm; echo "$file"
 
 # Build, then serve hello-p3 on 127.0.0.1:8080
 demo: build

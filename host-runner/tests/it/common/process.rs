@@ -34,7 +34,9 @@ pub fn guest_wasm(name: &str) -> PathBuf {
     let file = format!("{name}.wasm");
     let sample = release.join(&file);
     let fixture = release.join("examples").join(&file);
-    [sample.clone(), fixture]
+    // Test components first: a build from before they became examples may
+    // have left a stale copy under the same name beside the samples.
+    [fixture, sample.clone()]
         .into_iter()
         .find(|path| path.is_file())
         .unwrap_or_else(|| {
