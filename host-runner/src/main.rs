@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use host_runner::check::{self, CheckOptions, DEFAULT_IGNORED_HEADERS, Probe, Report};
+use host_runner::component::one_line;
 use host_runner::policy::Described;
 use host_runner::{
     Allocator, GuestEnv, HumanDuration, HumanSize, LoadedComponent, ServeOptions, Server, Shutdown,
@@ -113,7 +114,7 @@ fn parse_probe_path(path: &str) -> Result<Probe, String> {
 }
 
 fn parse_regex(pattern: &str) -> Result<Regex, String> {
-    Regex::new(pattern).map_err(|e| one_line(&e.into()))
+    Regex::new(pattern).map_err(|e| one_line(&e))
 }
 
 fn main() -> ExitCode {
@@ -303,15 +304,4 @@ fn describe(server: &Server) {
         ),
         config.threads,
     );
-}
-
-/// Errors are printed on one line; causes are joined the way `{:#}` does,
-/// and any line breaks inside them are folded.
-fn one_line(error: &anyhow::Error) -> String {
-    format!("{error:#}")
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
 }

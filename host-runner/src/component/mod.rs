@@ -388,9 +388,10 @@ fn import_needing_option(
         })
 }
 
-/// wasmtime errors carry their causes and sometimes multi-line details; a
-/// load error must stay on one line.
-pub(crate) fn one_line(error: &wasmtime::Error) -> String {
+/// An error on one line: causes joined the way `{:#}` does, and any line
+/// breaks inside them (wasmtime's multi-line details) folded. Every error
+/// host-runner prints or answers with goes through here.
+pub fn one_line(error: &dyn std::fmt::Display) -> String {
     format!("{error:#}")
         .lines()
         .map(str::trim)
