@@ -124,6 +124,7 @@ impl fmt::Display for Mode {
 /// What one mode did.
 #[derive(Debug, Serialize)]
 pub struct ModeSummary {
+    /// The mode summed up.
     pub mode: Mode,
     /// Requests sent.
     pub requests: usize,
@@ -168,6 +169,7 @@ impl fmt::Display for Kind {
 /// One leak or hazard.
 #[derive(Debug, Serialize)]
 pub struct Finding {
+    /// What was found.
     pub kind: Kind,
     /// The mode that exposed it.
     pub mode: Mode,
@@ -178,6 +180,7 @@ pub struct Finding {
     /// How many runs of the request in this mode showed it, out of
     /// `runs`.
     pub occurrences: usize,
+    /// Runs of the request in this mode.
     pub runs: usize,
     /// Where it first showed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -192,6 +195,7 @@ pub struct Finding {
     /// reused, as text (JSON report only; the text report shows excerpts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fresh_body: Option<String>,
+    /// The reused instance's body of the same occurrence.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reused_body: Option<String>,
 }
@@ -213,6 +217,7 @@ pub struct Position {
 /// A request that does not answer the same on two fresh instances.
 #[derive(Debug, Serialize)]
 pub struct NonDeterminism {
+    /// The request, as `METHOD /path`.
     pub request: String,
     /// The parts left out of comparisons: `status`, `header NAME`,
     /// `body (N tokens)`, `body`, or `outcome` (nothing compared).
@@ -222,7 +227,9 @@ pub struct NonDeterminism {
 /// Linear memory sizes of one reused instance.
 #[derive(Debug, Serialize)]
 pub struct MemorySeries {
+    /// The reused mode the instance served in.
     pub mode: Mode,
+    /// The instance's number in the check (1, 2, 3…).
     pub instance: u64,
     /// Bytes after each batch, in order.
     pub bytes: Vec<usize>,

@@ -35,12 +35,13 @@ mod bindings {
 use bindings::wasi::keyvalue::{atomics, batch, store};
 
 /// Bytes of keys and values the store holds at most.
-pub const CAPACITY: usize = 64 << 20;
+pub(crate) const CAPACITY: usize = 64 << 20;
 
 /// Keys returned by one `list-keys` call; the cursor pages through the rest.
 const KEYS_PER_PAGE: usize = 1000;
 
 /// A handle to the one store; it carries nothing, since there is one map.
+#[expect(unreachable_pub, reason = "bindgen's `with` re-exports it")]
 pub struct Bucket;
 
 /// The map shared by every instance.

@@ -30,14 +30,14 @@ const LONGEST_WAIT: Duration = Duration::from_secs(30);
 ///   for [`LONGEST_WAIT`], unless the caller closes first;
 /// - `/fails-after?n=N`: answers `ok` to the first N calls, then closes
 ///   each connection without an answer (a backend that goes down).
-pub struct Backend {
+pub(crate) struct Backend {
     /// `http://127.0.0.1:PORT`
     pub url: String,
     abandoned: Mutex<Receiver<String>>,
 }
 
 impl Backend {
-    pub fn start() -> Backend {
+    pub(crate) fn start() -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind the backend");
         let addr = listener.local_addr().expect("backend address");
         let (abandoned, receiver) = mpsc::channel();
@@ -58,7 +58,7 @@ impl Backend {
 
     /// Waits up to `timeout` for the caller to abandon a request whose path
     /// starts with `path`, and says whether it did.
-    pub fn saw_abandoned(&self, path: &str, timeout: Duration) -> bool {
+    pub(crate) fn saw_abandoned(&self, path: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let receiver = self.abandoned.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
@@ -73,7 +73,7 @@ impl Backend {
 }
 
 /// A URL on 127.0.0.1 where nothing listens: connecting is refused.
-pub fn refusing_url() -> String {
+pub(crate) fn refusing_url() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind a probe port");
     let addr = listener.local_addr().expect("probe address");
     drop(listener);
@@ -82,7 +82,7 @@ pub fn refusing_url() -> String {
 
 /// The bytes `/stream` sends, and that tests upload: position-dependent, so
 /// a lost or reordered chunk shows.
-pub fn pattern(len: usize) -> Vec<u8> {
+pub(crate) fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
@@ -290,7 +290,7 @@ fn hold(stream: &mut TcpStream) -> io::Result<bool> {
 /// guests that call out. It counts the connections it accepted, so a test
 /// can tell that a refused call never reached the network. It serves at
 /// most [`FixedBackend::MAX_CONNECTIONS`] and stops when dropped.
-pub struct FixedBackend {
+pub(crate) struct FixedBackend {
     /// Where it listens.
     pub addr: SocketAddr,
     accepted: Arc<std::sync::atomic::AtomicUsize>,
@@ -300,10 +300,10 @@ pub struct FixedBackend {
 
 impl FixedBackend {
     /// Connections served before the backend stops on its own.
-    pub const MAX_CONNECTIONS: usize = 100;
+    pub(crate) const MAX_CONNECTIONS: usize = 100;
 
     /// Starts a backend answering `body`.
-    pub fn start(body: &'static str) -> Self {
+    pub(crate) fn start(body: &'static str) -> Self {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         let listener =
             std::net::TcpListener::bind("127.0.0.1:0").expect("cannot bind a backend port");
@@ -345,7 +345,7 @@ impl FixedBackend {
     }
 
     /// Connections accepted so far.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

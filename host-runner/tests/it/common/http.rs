@@ -9,11 +9,11 @@ use std::time::Duration;
 
 /// Default read timeout of [`HttpConnection`]: long enough for slow CI,
 /// short enough that a hung server fails the test.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A response as the client received it.
 #[derive(Clone, Debug)]
-pub struct HttpResponse {
+pub(crate) struct HttpResponse {
     pub status: u16,
     /// Header names are lower-cased.
     pub headers: Vec<(String, String)>,
@@ -22,7 +22,7 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
         self.headers
             .iter()
@@ -31,17 +31,17 @@ impl HttpResponse {
     }
 
     /// The body as text (lossy).
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// `x-reprise-instance` (needs `--debug-headers`).
-    pub fn instance(&self) -> Option<u64> {
+    pub(crate) fn instance(&self) -> Option<u64> {
         self.header("x-reprise-instance")?.parse().ok()
     }
 
     /// `x-reprise-instance-request` (needs `--debug-headers`).
-    pub fn instance_request(&self) -> Option<u64> {
+    pub(crate) fn instance_request(&self) -> Option<u64> {
         self.header("x-reprise-instance-request")?.parse().ok()
     }
 }
@@ -49,7 +49,7 @@ impl HttpResponse {
 /// A minimal HTTP/1.1 client connection with keep-alive, for tests that need
 /// to control which requests share a connection. Understands
 /// `Content-Length`, chunked and read-to-close bodies.
-pub struct HttpConnection {
+pub(crate) struct HttpConnection {
     reader: BufReader<TcpStream>,
     host: String,
     /// The server announced `Connection: close` or closed the stream.
@@ -57,7 +57,7 @@ pub struct HttpConnection {
 }
 
 impl HttpConnection {
-    pub fn open(addr: SocketAddr) -> io::Result<Self> {
+    pub(crate) fn open(addr: SocketAddr) -> io::Result<Self> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
         stream.set_read_timeout(Some(READ_TIMEOUT))?;
         stream.set_write_timeout(Some(READ_TIMEOUT))?;
@@ -70,22 +70,22 @@ impl HttpConnection {
     }
 
     /// Changes how long a read may block before the request fails.
-    pub fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+    pub(crate) fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
         self.reader.get_ref().set_read_timeout(Some(timeout))
     }
 
     /// Whether the server ended the connection (no further requests).
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed
     }
 
-    pub fn get(&mut self, path: &str) -> io::Result<HttpResponse> {
+    pub(crate) fn get(&mut self, path: &str) -> io::Result<HttpResponse> {
         self.request("GET", path, &[], &[])
     }
 
     /// Writes `bytes` as they are: a hand-made request, several pipelined
     /// ones, or half of one.
-    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub(crate) fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         let stream = self.reader.get_mut();
         stream.write_all(bytes)?;
         stream.flush()
@@ -93,13 +93,13 @@ impl HttpConnection {
 
     /// Reads the next response (to a request sent with
     /// [`HttpConnection::send_raw`]).
-    pub fn read_next_response(&mut self) -> io::Result<HttpResponse> {
+    pub(crate) fn read_next_response(&mut self) -> io::Result<HttpResponse> {
         self.read_response(false)
     }
 
     /// Waits for the server to close the connection, discarding anything it
     /// sends first; fails if the read timeout passes while it stays open.
-    pub fn wait_closed(&mut self) -> io::Result<Vec<u8>> {
+    pub(crate) fn wait_closed(&mut self) -> io::Result<Vec<u8>> {
         let mut rest = Vec::new();
         match self.reader.read_to_end(&mut rest) {
             Ok(_) => Ok(rest),
@@ -110,7 +110,7 @@ impl HttpConnection {
     }
 
     /// Sends one request and reads its response.
-    pub fn request(
+    pub(crate) fn request(
         &mut self,
         method: &str,
         path: &str,
@@ -153,7 +153,7 @@ impl HttpConnection {
     /// Reads the next response's status line and headers only, leaving its
     /// body on the connection (read it with [`HttpConnection::read_chunk`]),
     /// for tests that watch a body arrive while the request is still open.
-    pub fn read_head(&mut self) -> io::Result<HttpResponse> {
+    pub(crate) fn read_head(&mut self) -> io::Result<HttpResponse> {
         let status_line = self.read_line()?;
         let status: u16 = status_line
             .split(' ')
@@ -216,7 +216,7 @@ impl HttpConnection {
 
     /// Reads one chunk of a chunked body; `None` at its last (empty) chunk,
     /// after which the trailers have been read too.
-    pub fn read_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+    pub(crate) fn read_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
         let size_line = self.read_line()?;
         let size = size_line.split(';').next().unwrap_or_default().trim();
         let size = usize::from_str_radix(size, 16)
@@ -258,7 +258,7 @@ fn cut_off(status: u16, error: io::Error) -> io::Error {
 
 /// Raw bytes of one response as they came off the connection: the head (as
 /// text, up to and without the blank line) and whatever followed it.
-pub fn split_head(raw: &[u8]) -> (String, &[u8]) {
+pub(crate) fn split_head(raw: &[u8]) -> (String, &[u8]) {
     let end = raw
         .windows(4)
         .position(|window| window == b"\r\n\r\n")
@@ -275,7 +275,7 @@ pub fn split_head(raw: &[u8]) -> (String, &[u8]) {
 }
 
 /// How [`HttpConnection`]'s errors start when the body was cut off.
-pub const CUT_OFF: &str = "cut off after its head";
+pub(crate) const CUT_OFF: &str = "cut off after its head";
 
 fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)

@@ -3,12 +3,12 @@
 
 /// One scrape of `/metrics` in Prometheus text format.
 #[derive(Clone, Debug)]
-pub struct Metrics(pub String);
+pub(crate) struct Metrics(pub String);
 
 impl Metrics {
     /// The value of one series, named exactly as exposed, labels included
     /// (`reprise_requests_total{outcome="ok"}`); panics if it is missing.
-    pub fn value(&self, series: &str) -> f64 {
+    pub(crate) fn value(&self, series: &str) -> f64 {
         self.0
             .lines()
             .find_map(|line| {
@@ -19,7 +19,7 @@ impl Metrics {
     }
 
     /// [`Metrics::value`] of a counter or gauge, as a whole number.
-    pub fn count(&self, series: &str) -> u64 {
+    pub(crate) fn count(&self, series: &str) -> u64 {
         self.value(series) as u64
     }
 }

@@ -9,15 +9,15 @@
 //! hanging it. This module holds no assertions about behaviour beyond the
 //! shape of a refusal; those belong in the tests.
 
-pub mod backend;
+pub(crate) mod backend;
 mod http;
 mod metrics;
 mod process;
 mod server;
 
-pub use http::{CUT_OFF, HttpConnection, HttpResponse, READ_TIMEOUT, split_head};
-pub use metrics::Metrics;
-pub use process::{
+pub(crate) use http::{CUT_OFF, HttpConnection, HttpResponse, READ_TIMEOUT, split_head};
+pub(crate) use metrics::Metrics;
+pub(crate) use process::{
     Finished, assert_no_crash, assert_refused, guest_wasm, run_to_exit, scratch_file,
 };
-pub use server::{RunningServer, fan_out};
+pub(crate) use server::{RunningServer, fan_out};

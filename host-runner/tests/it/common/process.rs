@@ -10,12 +10,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// The `host-runner` binary cargo built for these tests.
-pub fn host_runner_bin() -> &'static Path {
+pub(super) fn host_runner_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_host-runner"))
 }
 
 /// The workspace's target directory (honours `CARGO_TARGET_DIR`).
-pub fn target_dir() -> PathBuf {
+pub(super) fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -29,7 +29,7 @@ pub fn target_dir() -> PathBuf {
 /// (target/wasm32-wasip2/release/) or a test component from `test-guests/`
 /// (its `examples/` beside them); panics with what to do when neither has
 /// been built.
-pub fn guest_wasm(name: &str) -> PathBuf {
+pub(crate) fn guest_wasm(name: &str) -> PathBuf {
     let release = target_dir().join("wasm32-wasip2").join("release");
     let file = format!("{name}.wasm");
     let sample = release.join(&file);
@@ -49,7 +49,7 @@ pub fn guest_wasm(name: &str) -> PathBuf {
 
 /// Writes `bytes` to a file named `name` in the tests' scratch directory and
 /// returns its path.
-pub fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
+pub(crate) fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scratch");
     std::fs::create_dir_all(&dir).expect("cannot create the scratch directory");
     let path = dir.join(name);
@@ -59,7 +59,7 @@ pub fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
 
 /// Output of a `host-runner` run that was expected to end on its own.
 #[derive(Debug)]
-pub struct Finished {
+pub(crate) struct Finished {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
@@ -67,7 +67,7 @@ pub struct Finished {
 
 /// Runs `host-runner <args>` to completion (killed after `timeout`), with
 /// `RUST_BACKTRACE` unset so that output is what a user sees by default.
-pub fn run_to_exit(args: &[&str], timeout: Duration) -> Finished {
+pub(crate) fn run_to_exit(args: &[&str], timeout: Duration) -> Finished {
     let mut child = Command::new(host_runner_bin())
         .args(args)
         .env_remove("RUST_BACKTRACE")
@@ -94,7 +94,7 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> Finished {
 /// The common shape of every refusal to serve: exit code 1, exactly one line
 /// on stderr that starts with `error:`, names the file and contains
 /// `wanted`; nothing that looks like a crash, nothing served.
-pub fn assert_refused(outcome: &Finished, path: &Path, wanted: &str) {
+pub(crate) fn assert_refused(outcome: &Finished, path: &Path, wanted: &str) {
     assert_eq!(
         outcome.status.code(),
         Some(1),
@@ -129,7 +129,7 @@ pub fn assert_refused(outcome: &Finished, path: &Path, wanted: &str) {
 }
 
 /// Nothing in the output looks like a panic or a backtrace.
-pub fn assert_no_crash(outcome: &Finished) {
+pub(crate) fn assert_no_crash(outcome: &Finished) {
     let everything = format!("{}{}", outcome.stdout, outcome.stderr).to_lowercase();
     for sign in ["panicked", "backtrace", "caused by"] {
         assert!(

@@ -17,7 +17,7 @@ use super::process::{host_runner_bin, wait_with_timeout};
 
 /// How long a server may take to print its `Serving HTTP on` line (a cold
 /// release build compiles the component first).
-pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Lines printed by a running server (stdout and stderr, in arrival order),
 /// with a condition variable so tests can wait for a line.
@@ -57,7 +57,7 @@ impl LogLines {
 }
 
 /// A `host-runner serve` process listening on 127.0.0.1; killed on drop.
-pub struct RunningServer {
+pub(crate) struct RunningServer {
     child: Child,
     logs: Arc<LogLines>,
     /// Where it serves HTTP.
@@ -71,13 +71,13 @@ pub struct RunningServer {
 impl RunningServer {
     /// Starts `host-runner serve --addr 127.0.0.1:0 <args> <wasm>` and waits
     /// for its `Serving HTTP on` line.
-    pub fn start(wasm: &Path, args: &[&str]) -> Self {
+    pub(crate) fn start(wasm: &Path, args: &[&str]) -> Self {
         Self::start_with_env(wasm, args, &[])
     }
 
     /// [`RunningServer::start`] with extra environment variables (e.g.
     /// `RUST_LOG`).
-    pub fn start_with_env(wasm: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with_env(wasm: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(host_runner_bin());
         command
             .arg("serve")
@@ -170,7 +170,7 @@ impl RunningServer {
 
     /// Scrapes `/metrics` (the server must run with
     /// `--metrics-addr=127.0.0.1:0`).
-    pub fn metrics(&self) -> Metrics {
+    pub(crate) fn metrics(&self) -> Metrics {
         let addr = self
             .metrics_addr
             .expect("start the server with --metrics-addr=127.0.0.1:0");
@@ -185,7 +185,7 @@ impl RunningServer {
     /// with the last scrape and `what` if it never does. Instances retire
     /// and requests finish asynchronously, so tests wait for counts rather
     /// than sleep.
-    pub fn wait_for_metrics(
+    pub(crate) fn wait_for_metrics(
         &self,
         what: &str,
         timeout: Duration,
@@ -207,34 +207,34 @@ impl RunningServer {
     }
 
     /// Everything the server printed so far.
-    pub fn logs(&self) -> Vec<String> {
+    pub(crate) fn logs(&self) -> Vec<String> {
         self.logs.snapshot()
     }
 
     /// Waits up to `timeout` for a printed line containing `needle`.
-    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+    pub(crate) fn wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
         self.logs.wait_for(timeout, |line| line.contains(needle))
     }
 
     /// A new keep-alive connection to the server.
-    pub fn connect(&self) -> HttpConnection {
+    pub(crate) fn connect(&self) -> HttpConnection {
         HttpConnection::open(self.addr).expect("cannot connect to host-runner")
     }
 
     /// `GET path` on a fresh connection.
-    pub fn get(&self, path: &str) -> HttpResponse {
+    pub(crate) fn get(&self, path: &str) -> HttpResponse {
         self.connect()
             .get(path)
             .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
     }
 
     /// The server's process id, e.g. to send it signals.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Sends a signal by name (`TERM`, `INT`) with the system's `kill`.
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args(["-s", name, &self.child.id().to_string()])
             .status()
@@ -243,7 +243,7 @@ impl RunningServer {
     }
 
     /// Waits up to `timeout` for the server to exit on its own.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         wait_with_timeout(&mut self.child, timeout)
     }
 }
@@ -266,7 +266,7 @@ fn parse_addr(line: &str, prefix: &str) -> SocketAddr {
 /// keep-alive connections, all connections at once, and returns every
 /// response. A connection the server closed (after an error response) is
 /// replaced, so each request still gets exactly one answer.
-pub fn fan_out(
+pub(crate) fn fan_out(
     server: &RunningServer,
     connections: usize,
     per_connection: usize,
