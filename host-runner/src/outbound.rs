@@ -289,7 +289,14 @@ mod tests {
 
     #[test]
     fn malformed_rules_are_refused_with_an_example() {
-        for bad in ["", "host:port", "http://x", "[::1", "a:99999", "a b"] {
+        for bad in [
+            "",
+            "host:port",
+            "http://127.0.0.1",
+            "[::1",
+            "a:99999",
+            "a b",
+        ] {
             let error = bad.parse::<OutboundRule>().expect_err(bad);
             assert!(error.contains("e.g. 127.0.0.1:8080"), "{error}");
         }

@@ -1,4 +1,4 @@
-//! `GET /?to=AUTHORITY` sends `GET http://AUTHORITY/` through
+//! `GET /?to=127.0.0.1:PORT` sends `GET http://127.0.0.1:PORT/` through
 //! `wasi:http/outgoing-handler` and answers `200` with `ok STATUS BODY`, or
 //! `502` with `error CODE` (the `wasi:http` error code's debug form, e.g.
 //! `error HttpRequestDenied`), so tests can see what the host's outbound

@@ -38,7 +38,7 @@ impl Handler for Proxy {
         let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
         let uri = format!("{}{path}", self.backend.trim_end_matches('/')).parse::<Uri>();
         let Some(uri) = uri.ok().filter(|uri| uri.authority().is_some()) else {
-            let hint = "serve with --env BACKEND=http://HOST:PORT";
+            let hint = "serve with --env BACKEND=http://127.0.0.1:PORT";
             let message = format!("BACKEND={:?} is not a URL; {hint}\n", self.backend);
             return (StatusCode::BAD_GATEWAY, message).into_response();
         };

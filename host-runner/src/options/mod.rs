@@ -158,7 +158,7 @@ pub struct ServeOptions {
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Serve Prometheus metrics at http://SOCKADDR/metrics; port 0 picks a
+    /// Serve Prometheus metrics on SOCKADDR, at the path /metrics; port 0 picks a
     /// free port (printed on stderr).
     #[arg(long, value_name = "SOCKADDR")]
     pub metrics_addr: Option<SocketAddr>,
