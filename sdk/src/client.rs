@@ -42,7 +42,7 @@ pub fn send(request: Request) -> impl Future<Output = Result<Response, Error>> +
     // The call starts at the first poll, as an `async fn`'s body would; the
     // world's call future holds WASI resources, so it travels in a `Local`
     // to be `Send` (see `local.rs`), like `sleep`'s timer.
-    let call: crate::rt::LocalFuture<Result<Response, Error>> = Box::pin(async move {
+    let call: crate::runtime::LocalFuture<Result<Response, Error>> = Box::pin(async move {
         if request.uri().authority().is_none() {
             return Err(Error::new(
                 ErrorKind::InvalidRequest,
@@ -52,7 +52,7 @@ pub fn send(request: Request) -> impl Future<Output = Result<Response, Error>> +
                 ),
             ));
         }
-        crate::rt::send(request).await
+        crate::runtime::send(request).await
     });
     crate::local::Local::new(call)
 }

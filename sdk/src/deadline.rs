@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 /// ```
 pub async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Output, Elapsed> {
     let mut future = pin!(future);
-    let mut timer = pin!(crate::rt::sleep(duration));
+    let mut timer = pin!(crate::runtime::sleep(duration));
     poll_fn(|cx| {
         // The future goes first: one that is ready at the limit still counts.
         if let Poll::Ready(output) = future.as_mut().poll(cx) {

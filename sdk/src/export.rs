@@ -4,7 +4,7 @@
 //! type (or, with the `tower` feature, a tower service), routes every call
 //! through reprise's entry and exit (scope, policy), and writes the reuse
 //! policy into the `reprise:reuse-policy` custom section.
-//! They do nothing at run time beyond calling into `rt`.
+//! They do nothing at run time beyond calling into the world layer (`world/`).
 
 /// Exports a [`Handler`](crate::Handler) as the WASIp3 `wasi:http/handler@0.3.0`
 /// interface.

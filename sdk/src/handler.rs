@@ -3,7 +3,7 @@
 //! A [`Handler`] is instance state: the export macros build it once per
 //! component instance, at the first request, and every later request on that
 //! instance borrows the same value. This module does not deal with either
-//! world's bindings; `rt` converts at the boundary.
+//! world's bindings; the world layer (`world/`) converts at the boundary.
 
 use crate::{Body, BodyError};
 use bytes::Bytes;

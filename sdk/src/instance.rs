@@ -185,11 +185,11 @@ impl State {
 }
 
 fn raise_for_policy() {
-    crate::rt::policy_backpressure(true);
+    crate::runtime::policy_backpressure(true);
 }
 
 fn lower_for_policy() {
-    crate::rt::policy_backpressure(false);
+    crate::runtime::policy_backpressure(false);
 }
 
 fn linear_memory_bytes() -> u64 {
@@ -202,7 +202,7 @@ fn linear_memory_bytes() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rt::native;
+    use crate::runtime::native;
     use crate::scope::Scope;
 
     #[derive(Default)]

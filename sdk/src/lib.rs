@@ -68,11 +68,15 @@ mod instance;
 #[cfg(feature = "json")]
 mod json;
 mod local;
-mod rt;
+mod request_local;
+mod runtime;
 mod scope;
 #[cfg(feature = "tower")]
 mod service;
 mod sync;
+// The world layer: everything that names a binding. The modules above are
+// the core; they reach this layer only through `runtime::Runtime`.
+mod world;
 
 pub mod backpressure;
 pub mod client;
@@ -91,19 +95,20 @@ pub use instance::{InstanceStats, instance_stats, retire};
 #[cfg(feature = "json")]
 pub use json::Json;
 pub use reprise_policy::ReusePolicy;
-pub use rt::sleep;
-pub use scope::{RequestContext, RequestLocal, spawn};
+pub use request_local::RequestLocal;
+pub use runtime::sleep;
+pub use scope::{RequestContext, spawn};
 pub use sync::{Mutex, MutexGuard};
 
 /// Items the export macros expand to. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    #[cfg(feature = "p2")]
-    pub use crate::rt::p2;
-    #[cfg(feature = "p3")]
-    pub use crate::rt::p3;
     #[cfg(feature = "tower")]
     pub use crate::service::ServiceHandler;
+    #[cfg(feature = "p2")]
+    pub use crate::world::p2;
+    #[cfg(feature = "p3")]
+    pub use crate::world::p3;
     pub use reprise_policy::SECTION_LEN;
     #[cfg(feature = "p2")]
     pub use wasip2;

@@ -14,7 +14,6 @@
 
 use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell};
-use std::fmt;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -86,7 +85,7 @@ impl RequestContext {
     }
 }
 
-const OUTSIDE: &str = "reprise: request-scoped state used outside a request; it exists only \
+pub(crate) const OUTSIDE: &str = "reprise: request-scoped state used outside a request; it exists only \
      while a handler (or a task it spawned) runs";
 
 /// One request's scope. Cloning shares it; the last clone dropped ends it.
@@ -157,6 +156,25 @@ impl Scope {
                 deadline.saturating_duration_since(self.0.started)
             })),
         }
+    }
+
+    /// The request's value for the request-local at `key`, made by `init`
+    /// on first use.
+    pub(crate) fn local(&self, key: usize, init: impl FnOnce() -> Rc<dyn Any>) -> Rc<dyn Any> {
+        let existing = self
+            .0
+            .locals
+            .borrow()
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, value)| value.clone());
+        existing.unwrap_or_else(|| {
+            // Initialise without holding the borrow: `init` may use other
+            // request-locals.
+            let value = init();
+            self.0.locals.borrow_mut().push((key, value.clone()));
+            value
+        })
     }
 
     /// Runs `future` with this scope current whenever it is polled.
@@ -241,119 +259,9 @@ impl<F: Future> Future for Scoped<F> {
 pub fn spawn(future: impl Future<Output = ()> + 'static) {
     let scope = Scope::current().unwrap_or_else(|| panic!("{OUTSIDE}"));
     let deadline = scope.deadline();
-    crate::rt::spawn(Box::pin(scope.enter(async move {
+    crate::runtime::spawn(Box::pin(scope.enter(async move {
         let _ = crate::deadline::within(deadline, future).await;
     })));
-}
-
-/// A value that each request gets its own copy of.
-///
-/// Declare one with [`request_local!`](crate::request_local). The first use
-/// in a request creates the value; the request's end drops it. Concurrent
-/// requests on one instance each see their own.
-pub struct RequestLocal<T: 'static> {
-    init: fn() -> T,
-}
-
-impl<T: 'static> RequestLocal<T> {
-    #[doc(hidden)]
-    pub const fn new(init: fn() -> T) -> Self {
-        RequestLocal { init }
-    }
-
-    /// Calls `f` with this request's value, creating it on first use.
-    ///
-    /// ```no_run
-    /// reprise::request_local! {
-    ///     static HITS: std::cell::Cell<u32> = std::cell::Cell::new(0);
-    /// }
-    /// # async fn handler() {
-    /// HITS.with(|hits| hits.set(hits.get() + 1)); // 1, in every request
-    /// # }
-    /// ```
-    ///
-    /// # Panics
-    /// Outside a request: there is no request to own the value, and sharing
-    /// one silently is the bug this type exists to prevent.
-    pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
-        let value = self.value().unwrap_or_else(|| panic!("{OUTSIDE}"));
-        f(&value)
-    }
-
-    /// Like [`RequestLocal::with`], but `None` outside a request: for code
-    /// that runs both inside and outside requests, such as a logger.
-    ///
-    /// ```
-    /// reprise::request_local! {
-    ///     static TRACE: std::cell::Cell<u32> = std::cell::Cell::new(0);
-    /// }
-    /// // Not in a request here:
-    /// assert_eq!(TRACE.try_with(|trace| trace.get()), None);
-    /// ```
-    pub fn try_with<R>(&'static self, f: impl FnOnce(&T) -> R) -> Option<R> {
-        self.value().map(|value| f(&value))
-    }
-
-    fn value(&'static self) -> Option<Rc<T>> {
-        // The static's address is its identity: unique, and stable for the
-        // whole instance.
-        let key = self as *const Self as usize;
-        let scope = Scope::current()?;
-        let existing = scope
-            .0
-            .locals
-            .borrow()
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, value)| value.clone());
-        let value = existing.unwrap_or_else(|| {
-            // Initialise without holding the borrow: `init` may use other
-            // request-locals.
-            let value: Rc<dyn Any> = Rc::new((self.init)());
-            scope.0.locals.borrow_mut().push((key, value.clone()));
-            value
-        });
-        Some(
-            value
-                .downcast()
-                .expect("request-local keys are unique per type"),
-        )
-    }
-}
-
-impl<T: 'static> fmt::Debug for RequestLocal<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RequestLocal { .. }")
-    }
-}
-
-/// Declares values that each request gets its own copy of.
-///
-/// ```no_run
-/// use std::cell::RefCell;
-///
-/// reprise::request_local! {
-///     /// The signed-in user, once the request has authenticated.
-///     static USER: RefCell<Option<String>> = RefCell::new(None);
-/// }
-///
-/// # async fn handler() {
-/// USER.with(|user| *user.borrow_mut() = Some("ada".into()));
-/// // ... later in the same request, even after awaits:
-/// let name = USER.with(|user| user.borrow().clone());
-/// # }
-/// ```
-///
-/// Mutation goes through interior mutability (`Cell`, `RefCell`), as with
-/// `thread_local!`: the value is shared by the request's own tasks.
-#[macro_export]
-macro_rules! request_local {
-    ($($(#[$attr:meta])* $vis:vis static $name:ident: $ty:ty = $init:expr;)+) => {
-        $(
-            $(#[$attr])*
-            $vis static $name: $crate::RequestLocal<$ty> = $crate::RequestLocal::new(|| $init);
-        )+
-    };
 }
 
 /// A random-looking id that says nothing about the instance: not how many

@@ -1,112 +1,23 @@
-//! The WASIp3 half: `wasi:http/handler@0.3.0` on wit-bindgen's async runtime.
-//!
-//! Each request is a component-model task; requests on one instance
-//! interleave at every `.await`, which is why the scope travels with futures.
-//! The response goes back as soon as the handler returns it, and its body is
-//! written by a task that stays in the request's scope. Outgoing calls go
-//! through `wasi:http/client@0.3.0`; dropping one cancels its subtask, and
-//! the host closes the connection.
+//! p3 bodies across the boundary: a response's or an outgoing request's
+//! [`Body`] as the stream and trailers future WASI takes, written by a task
+//! in the request's scope, and an incoming request's or a call's response
+//! body read as a [`Source`]. Heads are `conv`'s.
 
-use super::{Runtime, world_conversions};
+use super::conv;
+use crate::Body;
 use crate::body::{BodyError, NextFrame, Source};
-use crate::handler::Serve;
 use crate::scope::Scope;
-use crate::{Body, ReusePolicy};
 use bytes::Bytes;
 use http_body::Frame;
-use std::sync::Arc;
-use std::time::Duration;
-use wasip3::http::types::{Fields, Request, Response, Trailers};
+use wasip3::http::types::{ErrorCode, Fields, Trailers};
 use wasip3::wit_bindgen::{FutureReader, FutureWriter, StreamReader, StreamResult, StreamWriter};
 use wasip3::{wit_future, wit_stream};
-
-world_conversions!(wasip3::http::types, Request);
-
-struct P3;
-
-impl Runtime for P3 {
-    fn sleep(&self, duration: Duration) -> super::LocalFuture {
-        Box::pin(wasip3::clocks::monotonic_clock::wait_for(super::nanos(
-            duration,
-        )))
-    }
-
-    fn spawn(&self, task: super::LocalFuture) {
-        wasip3::spawn_local(task);
-    }
-
-    fn send(
-        &self,
-        request: crate::Request,
-    ) -> super::LocalFuture<Result<crate::Response, crate::client::Error>> {
-        Box::pin(send(request))
-    }
-
-    fn policy_backpressure(&self, raise: bool) {
-        crate::backpressure::adjust(raise);
-    }
-}
-
-/// Handles one request for the handler (made by `make`) that
-/// [`export_p3!`](crate::export_p3) exported.
-#[doc(hidden)]
-pub async fn handle<H: Serve>(
-    policy: &'static ReusePolicy,
-    make: fn() -> H,
-    request: Request,
-) -> Result<Response, ErrorCode> {
-    let handler = crate::instance::handler(make, policy, || super::install(&P3));
-    let (request, id) = into_http(request)?;
-    let scope = Scope::open(id, handler.deadline(&request));
-    let response = scope.respond(handler, request).await;
-    from_http(response, &scope)
-}
-
-/// The request as `http` has it, and the id it came with.
-fn into_http(request: Request) -> Result<(crate::Request, Option<Arc<str>>), ErrorCode> {
-    let method = method(request.get_method()).map_err(error_code)?;
-    let wasi_scheme = request.get_scheme();
-    let authority = request.get_authority();
-    let path = request.get_path_with_query();
-    let headers = request.get_headers().copy_all();
-    let hint = super::announced_size(&headers);
-    let id = super::request_id(&headers).map(Arc::from);
-    let body = Body::from_source(
-        IncomingBody::Unread(|done| Request::consume_body(request, done)),
-        hint,
-    );
-    let request = super::build_request(
-        method,
-        wasi_scheme.as_ref().map(scheme),
-        authority,
-        path,
-        headers,
-        body,
-    )
-    .map_err(error_code)?;
-    Ok((request, id))
-}
-
-fn from_http(response: crate::Response, scope: &Scope) -> Result<Response, ErrorCode> {
-    let (parts, body) = response.into_parts();
-    let fields = Fields::from_list(&super::response_fields(&parts.headers, &body))
-        .map_err(|e| internal_error(format!("response header rejected: {e:?}")))?;
-    let (contents, trailers) = stream_out(body, Some(scope));
-    let (response, _transmitted) = Response::new(fields, contents, trailers);
-    // A new response is 200 already; most stay so, and skip the call.
-    if parts.status != http::StatusCode::OK {
-        response
-            .set_status_code(parts.status.as_u16())
-            .map_err(|()| internal_error(format!("status {} rejected", parts.status)))?;
-    }
-    Ok(response)
-}
 
 type TrailersResult = Result<Option<Trailers>, ErrorCode>;
 
 /// A body as the stream and trailers WASI takes, written by a task in
 /// `scope` (the request's, so the deadline bounds it too).
-fn stream_out(
+pub(super) fn stream_out(
     body: Body,
     scope: Option<&Scope>,
 ) -> (Option<StreamReader<u8>>, FutureReader<TrailersResult>) {
@@ -144,12 +55,12 @@ async fn send_body(
                     continue;
                 }
                 Ok(Err(frame)) => match frame.into_trailers() {
-                    Ok(map) => Fields::from_list(&super::fields(&map))
+                    Ok(map) => Fields::from_list(&conv::fields(&map))
                         .map(Some)
-                        .map_err(|e| internal_error(format!("trailer rejected: {e:?}"))),
+                        .map_err(|e| conv::internal_error(format!("trailer rejected: {e:?}"))),
                     Err(_) => continue, // a frame kind http-body may add later
                 },
-                Err(error) => Err(internal_error(error)),
+                Err(error) => Err(conv::internal_error(error)),
             };
             return Some(end);
         }
@@ -160,7 +71,7 @@ async fn send_body(
         Ok(Some(end)) => end,
         // An error in place of the trailers tells the host the body is cut
         // off, so the other side never takes it for complete.
-        Err(_) => Err(internal_error(
+        Err(_) => Err(conv::internal_error(
             "deadline passed while the body was being written",
         )),
     };
@@ -168,32 +79,10 @@ async fn send_body(
     let _ = trailers.write(end).await;
 }
 
-/// Sends an outgoing request with `wasi:http/client`.
-async fn send(request: crate::Request) -> Result<crate::Response, crate::client::Error> {
-    let (parts, body) = request.into_parts();
-    let target = super::Target::of(&parts.uri);
-    let fields = Fields::from_list(&super::response_fields(&parts.headers, &body))
-        .map_err(|_| super::invalid_request("headers", &target))?;
-    let (contents, trailers) = stream_out(body, Scope::current().as_ref());
-    let (request, _transmitted) = Request::new(fields, contents, trailers, options(&parts));
-    address(&request, &parts.method, &target)?;
-    let response = wasip3::http::client::send(request)
-        .await
-        .map_err(|code| client_error(code, &target.authority))?;
-    let status = response.get_status_code();
-    let headers = response.get_headers().copy_all();
-    let hint = super::announced_size(&headers);
-    let body = Body::from_source(
-        IncomingBody::Unread(|done| Response::consume_body(response, done)),
-        hint,
-    );
-    super::build_response(status, headers, body, &target.authority)
-}
-
 /// An incoming request's body or an outgoing call's response body, as the
 /// host streams it. `C` opens it: `Request::consume_body` or
 /// `Response::consume_body`, given the future that reports the guest done.
-enum IncomingBody<C> {
+pub(super) enum IncomingBody<C> {
     /// Not read yet. Opening the body stream costs host calls (and host
     /// work) that a handler which never reads the body should not pay.
     Unread(C),
@@ -263,7 +152,7 @@ where
             match trailers.await {
                 Ok(None) => None,
                 Ok(Some(trailers)) => {
-                    Some(super::trailer_map(trailers.copy_all()).map(Frame::trailers))
+                    Some(conv::trailer_map(trailers.copy_all()).map(Frame::trailers))
                 }
                 Err(code) => Some(Err(BodyError::new(format!("body failed: {code:?}")))),
             }
