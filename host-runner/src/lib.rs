@@ -31,9 +31,11 @@
 //!   library's options in one clap struct; [`options::wasmtime_flags`] reads
 //!   `wasmtime serve`'s spellings (`-S`, `-W`, `--header`, `--env NAME`);
 //! - [`outbound`]: which hosts a guest may send HTTP requests to;
-//! - `metrics`: counters and histograms, served at `/metrics`;
-//!   `thread_metrics`: the per-serving-thread gauges among them;
+//! - `metrics`: counters and histograms; `metrics/endpoint.rs` serves them
+//!   at `/metrics`, `metrics/threads.rs` holds the per-serving-thread
+//!   gauges, `metrics/text.rs` the text format both write;
 //! - [`units`]: durations and sizes as flags and messages write them;
+//!   [`errors`]: every error on one line;
 //! - [`logging`]: host-runner's own log lines (text or JSON).
 //!
 //! Beside them, [`check`] drives instances directly, without the server, to
@@ -55,17 +57,37 @@
 //! # }
 //! ```
 
+/// The layers above as data, top first: a module imports only modules of
+/// the rows below its own (a row's entries are siblings: neither imports
+/// the other). An entry names a module and all inside it, unless a longer
+/// entry names the part. `layers.rs` checks the sources against it.
+#[cfg(test)]
+const LAYERS: &[&[&str]] = &[
+    &["serve", "check"],
+    &["instance"],
+    &["component"],
+    &["host", "logging"],
+    &["options"],
+    &["outbound"],
+    &["metrics::endpoint"],
+    &["metrics"],
+    &["metrics::threads"],
+    &["metrics::text", "units", "errors", "shutdown"],
+];
+
 pub mod check;
 pub mod component;
+pub mod errors;
 mod host;
 pub mod instance;
+#[cfg(test)]
+mod layers;
 pub mod logging;
 mod metrics;
 pub mod options;
 pub mod outbound;
 pub mod serve;
 pub mod shutdown;
-mod thread_metrics;
 pub mod units;
 
 pub use component::policy;

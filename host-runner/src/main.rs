@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use host_runner::check::{self, CheckOptions, DEFAULT_IGNORED_HEADERS, Probe, Report};
-use host_runner::component::one_line;
+use host_runner::errors::one_line;
 use host_runner::policy::Described;
 use host_runner::{
     Allocator, GuestEnv, HumanDuration, HumanSize, LoadedComponent, ServeOptions, Server, Shutdown,

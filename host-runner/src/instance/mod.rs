@@ -52,7 +52,8 @@ pub mod config;
 pub(crate) mod request;
 pub(crate) mod store;
 
-use crate::component::{LoadedComponent, one_line};
+use crate::component::LoadedComponent;
+use crate::errors::one_line;
 use crate::host::{Host, HostServices};
 use crate::metrics::{Metrics, RetireReason};
 use crate::units::HumanDuration;

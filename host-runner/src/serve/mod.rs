@@ -228,7 +228,7 @@ impl Server {
         } = self;
         // Aborted when `run` returns: metrics are for a server that serves.
         let _metrics_task = metrics_listener.map(|(listener, _)| {
-            AbortOnDrop(tokio::spawn(metrics::serve(
+            AbortOnDrop(tokio::spawn(metrics::endpoint::serve(
                 listener,
                 shared.metrics.clone(),
             )))

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use crate::metrics::header;
+use super::text::header;
 
 /// The gauges of every serving thread, indexed by thread number.
 pub(crate) struct ThreadGauges {

@@ -1,6 +1,8 @@
-//! Counters, gauges and histograms about instances and requests, and the
-//! `/metrics` endpoint that serves them in Prometheus text format
-//! (`--metrics-addr`).
+//! Counters, gauges and histograms about instances and requests, rendered
+//! in Prometheus text format. `endpoint` serves them at `/metrics`
+//! (`--metrics-addr`); `threads` holds the per-serving-thread gauges;
+//! `text` writes the format both use. The counters know neither the
+//! endpoint nor HTTP.
 //!
 //! Everything is a plain atomic updated where the event happens (the worker
 //! module for instances, the server module for requests), so recording costs
@@ -9,22 +11,17 @@
 //! compare exact counts. This module does not decide what an outcome or a
 //! retire reason is; its callers do.
 
-use std::convert::Infallible;
+pub(crate) mod endpoint;
+mod text;
+pub(crate) mod threads;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-
-use crate::thread_metrics::ThreadGauges;
+use text::header;
+use threads::ThreadGauges;
 
 /// Why an instance was dropped (`reprise_instances_retired_total{reason}`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,10 +295,6 @@ impl Metrics {
     }
 }
 
-pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
 /// A Prometheus histogram with fixed buckets.
 struct Histogram {
     bounds: &'static [f64],
@@ -352,67 +345,6 @@ impl Histogram {
         let sum = f64::from_bits(self.sum.load(Ordering::Relaxed));
         let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
     }
-}
-
-/// How long a scraper may take to send its request's headers.
-const SCRAPE_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `GET /metrics` on `listener` until the task is dropped.
-pub(crate) async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _peer)) => stream,
-            Err(error) => {
-                // Out of file descriptors, typically: back off and go on.
-                tracing::warn!("cannot accept a metrics connection: {error}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let metrics = metrics.clone();
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(SCRAPE_HEADER_TIMEOUT)
-            .serve_connection(
-                TokioIo::new(stream),
-                service_fn(move |request| {
-                    let metrics = metrics.clone();
-                    async move { Ok::<_, Infallible>(answer(&request, &metrics)) }
-                }),
-            );
-        tokio::spawn(async move {
-            // A scraper that goes away concerns nobody else.
-            let _ = connection.await;
-        });
-    }
-}
-
-fn answer<B>(request: &Request<B>, metrics: &Metrics) -> Response<Full<Bytes>> {
-    let (status, content_type, body) = if request.uri().path() != "/metrics" {
-        (
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "not found: metrics are served at /metrics\n".to_owned(),
-        )
-    } else if request.method() != Method::GET && request.method() != Method::HEAD {
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain; charset=utf-8",
-            "method not allowed: use GET /metrics\n".to_owned(),
-        )
-    } else {
-        (
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(),
-        )
-    };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
 }
 
 #[cfg(test)]
