@@ -40,12 +40,17 @@ demo: build
     {{host}} serve --addr 127.0.0.1:8080 {{guests}}/hello_p3.wasm
 
 # Run the whole test suite: SDK unit and doc tests (every feature), then end to end over HTTP
-test: build
+test: build sdk-checks
     cargo test --release -p reprise -p reprise-policy -p host-runner --features reprise/json,reprise/tower
 
-# Build the guide (docs/book) and the SDK's rustdoc; checks links, installs mdBook if missing
-docs: setup
+# What the SDK promises beyond its tests: rustdoc without warnings, and the p2-only and p3-only builds
+sdk-checks:
     RUSTDOCFLAGS="-D warnings" cargo doc --release -p reprise --features json,tower,kv,config --no-deps --target wasm32-wasip2
+    cargo build --release --target wasm32-wasip2 -p reprise --no-default-features --features p2
+    cargo build --release --target wasm32-wasip2 -p reprise --no-default-features --features p3
+
+# Build the guide (docs/book) and the SDK's rustdoc; checks links, installs mdBook if missing
+docs: setup sdk-checks
     scripts/check-doc-links.py
     command -v mdbook >/dev/null || cargo install --locked mdbook
     mdbook build docs
