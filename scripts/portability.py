@@ -92,6 +92,9 @@ def install_jco():
     installed = home / "node_modules/@bytecodealliance/jco/package.json"
     if binary.exists() and f'"version": "{JCO_VERSION}"' in installed.read_text():
         return binary, None
+    if shutil.which("npm") is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        log("installing nodejs and npm with apt-get (jco needs them)")
+        subprocess.run(["apt-get", "install", "-y", "-q", "nodejs", "npm"], capture_output=True)
     if shutil.which("npm") is None:
         return None, "npm is not installed (jco comes from npm; apt-get install -y nodejs npm)"
     home.mkdir(parents=True, exist_ok=True)
