@@ -86,6 +86,10 @@ lint:
     cargo clippy --release -p reprise-bench --all-targets -- -D warnings
     cargo clippy --release --target wasm32-wasip2 --workspace --exclude host-runner --exclude reprise-bench --all-targets -- -D warnings
 
+# Serve every sample on the other hosts that install here (wasmtime serve 48/49, jco) and compare with host-runner; `--write-docs` updates docs/src/running-elsewhere.md
+portability *flags: build
+    scripts/portability.py {{flags}}
+
 # Install wasmtime serve 48.0.8 into target/peer for the bench's peer rows (once, ~15 min)
 bench-peer:
     @scripts/bench-peer.sh

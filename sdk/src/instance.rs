@@ -7,6 +7,15 @@
 //! retire (never, request limit, memory limit, [`retire`]). A host that sees
 //! an idle instance under permanent backpressure drops it, which is how
 //! retirement works on stock `wasmtime serve` too.
+//!
+//! A host that ignores backpressure (`jco serve` by default, any p2 host
+//! without component-model async) can still hand a retired instance another
+//! request. That request is refused, not served: the policy is the author's
+//! claim that the instance must not take it (state that leaks, memory that
+//! grows), so the SDK answers `503 Service Unavailable` without running the
+//! handler and writes one warning line on stderr naming the policy and what
+//! the host did. The instance stays retired; nothing here can make the host
+//! drop it.
 
 use crate::handler::Serve;
 use crate::{ReusePolicy, backpressure};
@@ -22,7 +31,8 @@ thread_local! {
             most_in_flight: 0,
             accepted: 0,
             full: false,
-            retired: false,
+            retired: None,
+            refused: 0,
         })
     };
 }
@@ -34,8 +44,22 @@ struct State {
     accepted: u64,
     /// Backpressure raised because `in_flight` reached the concurrency limit.
     full: bool,
-    /// Backpressure raised for good.
-    retired: bool,
+    /// Backpressure raised for good, and why.
+    retired: Option<Retirement>,
+    /// Requests the host sent after retirement, all refused.
+    refused: u64,
+}
+
+/// Why an instance retired: what the warning names when a host sends it
+/// more work anyway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retirement {
+    /// `never`, or `max_requests` reached.
+    RequestLimit(u64),
+    /// `max_memory` passed.
+    MemoryLimit { limit: u64, size: u64 },
+    /// The app called [`retire`].
+    App,
 }
 
 /// The instance's handler, made by `make` at the instance's first request
@@ -61,17 +85,26 @@ pub(crate) fn handler<H: Serve>(
         .expect("a component exports exactly one reprise handler")
 }
 
-pub(crate) fn request_started() {
+/// Reports a request's start. `false` means the instance had retired
+/// before it: the request must be refused (see the module doc), and has
+/// been warned about.
+pub(crate) fn request_started() -> bool {
     STATE.with_borrow_mut(|state| {
         let policy = state.policy;
+        // Counted even when refused: the scope reports the end either way.
         state.in_flight += 1;
+        if let Some(why) = state.retired {
+            state.refused += 1;
+            eprintln!("{}", unheld_policy_warning(&policy, why, state.refused));
+            return false;
+        }
         state.most_in_flight = state.most_in_flight.max(state.in_flight);
         state.accepted += 1;
-        if policy
+        if let Some(limit) = policy
             .request_limit()
-            .is_some_and(|limit| state.accepted >= limit)
+            .filter(|&limit| state.accepted >= limit)
         {
-            state.retire(raise_for_policy);
+            state.retire(Retirement::RequestLimit(limit), raise_for_policy);
         }
         if !state.full
             && policy
@@ -81,7 +114,8 @@ pub(crate) fn request_started() {
             state.full = true;
             raise_for_policy();
         }
-    });
+        true
+    })
 }
 
 pub(crate) fn request_finished() {
@@ -96,12 +130,11 @@ pub(crate) fn request_finished() {
             state.full = false;
             lower_for_policy();
         }
-        if state
-            .policy
-            .memory_limit()
-            .is_some_and(|limit| linear_memory_bytes() > limit)
-        {
-            state.retire(raise_for_policy);
+        if let Some(limit) = state.policy.memory_limit() {
+            let size = linear_memory_bytes();
+            if size > limit {
+                state.retire(Retirement::MemoryLimit { limit, size }, raise_for_policy);
+            }
         }
     });
 }
@@ -150,7 +183,7 @@ pub fn instance_stats() -> InstanceStats {
         requests: state.accepted,
         in_flight: state.in_flight,
         most_in_flight: state.most_in_flight,
-        retiring: state.retired,
+        retiring: state.retired.is_some(),
         memory_bytes: linear_memory_bytes(),
     })
 }
@@ -171,17 +204,47 @@ pub fn instance_stats() -> InstanceStats {
 pub fn retire() {
     // Straight to the built-in: an app that retires needs it linked, even on
     // p2 where policy-driven backpressure may be compiled out.
-    STATE.with_borrow_mut(|state| state.retire(backpressure::inc));
+    STATE.with_borrow_mut(|state| state.retire(Retirement::App, backpressure::inc));
 }
 
 impl State {
-    /// Raises backpressure for good, once, with `raise`.
-    fn retire(&mut self, raise: fn()) {
-        if !self.retired {
-            self.retired = true;
+    /// Raises backpressure for good, once, with `raise`; the first reason
+    /// is the one kept.
+    fn retire(&mut self, why: Retirement, raise: fn()) {
+        if self.retired.is_none() {
+            self.retired = Some(why);
             raise();
         }
     }
+}
+
+/// The answer to a request the host sent to a retired instance.
+pub(crate) fn refused() -> crate::Response {
+    let message = "this instance retired under its reuse policy and the host sent it \
+                   another request; see the host's stderr\n";
+    crate::IntoResponse::into_response((http::StatusCode::SERVICE_UNAVAILABLE, message))
+}
+
+/// The stderr line for the `nth` request refused after retiring for `why`.
+fn unheld_policy_warning(policy: &ReusePolicy, why: Retirement, nth: u64) -> String {
+    let why = match why {
+        Retirement::RequestLimit(1) if policy.reuse() == reprise_policy::Reuse::Never => {
+            "reuse policy `never` (one request per instance)".to_owned()
+        }
+        Retirement::RequestLimit(n) => {
+            format!("reuse policy `max_requests({n})` ({n} requests taken)")
+        }
+        Retirement::MemoryLimit { limit, size } => {
+            format!("reuse policy `max_memory({limit})`, with linear memory at {size} bytes")
+        }
+        Retirement::App => "`reprise::retire()`".to_owned(),
+    };
+    format!(
+        "reprise: warning: the host sent a request to an instance retired by {why}; \
+         it reuses instances regardless of their backpressure, so the policy cannot hold \
+         there. Answered 503 without running the handler (refusal {nth} on this instance). Serve \
+         with a fresh instance per request instead (jco serve: --isolate-requests instance)"
+    )
 }
 
 fn raise_for_policy() {
@@ -271,6 +334,33 @@ mod tests {
         assert_eq!(native::backpressure(), 1);
         assert_eq!(instance_stats().requests, 1);
         assert!(instance_stats().retiring);
+    }
+
+    #[test]
+    fn a_request_sent_to_a_retired_instance_is_refused_and_not_counted() {
+        instance(ReusePolicy::never());
+        drop(request());
+        assert!(!request_started(), "a second request on `never` is refused");
+        request_finished();
+        let stats = instance_stats();
+        assert_eq!((stats.requests, stats.in_flight), (1, 0));
+        assert_eq!(native::backpressure(), 1, "still retired");
+    }
+
+    #[test]
+    fn the_refusal_warning_names_the_policy_and_the_host_behaviour() {
+        let never = unheld_policy_warning(&ReusePolicy::never(), Retirement::RequestLimit(1), 1);
+        assert!(never.contains("reuse policy `never`"), "{never}");
+        assert!(
+            never.contains("regardless of their backpressure"),
+            "{never}"
+        );
+        assert!(never.contains("503"), "{never}");
+        assert!(!never.contains('\n'), "one line: {never}");
+        let limit = ReusePolicy::serial().max_requests(3);
+        let limited = unheld_policy_warning(&limit, Retirement::RequestLimit(3), 2);
+        assert!(limited.contains("`max_requests(3)`"), "{limited}");
+        assert!(limited.contains("refusal 2"), "{limited}");
     }
 
     #[test]

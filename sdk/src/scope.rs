@@ -101,6 +101,9 @@ struct ScopeInner {
     started: Instant,
     deadline: Option<Instant>,
     locals: RefCell<Vec<(usize, Rc<dyn Any>)>>,
+    /// The instance had retired when the request arrived: answer `503`, not
+    /// the handler (see `instance`).
+    refused: bool,
 }
 
 impl Scope {
@@ -108,7 +111,7 @@ impl Scope {
     /// `request_id` is the id the request came with, if any; `limit` is how
     /// long the request may take, from now.
     pub(crate) fn open(request_id: Option<Arc<str>>, limit: Option<Duration>) -> Scope {
-        crate::instance::request_started();
+        let refused = !crate::instance::request_started();
         let id = OnceCell::new();
         if let Some(given) = request_id {
             let _ = id.set(given);
@@ -120,6 +123,7 @@ impl Scope {
             started,
             deadline: limit.and_then(|limit| started.checked_add(limit)),
             locals: RefCell::default(),
+            refused,
         }))
     }
 
@@ -149,6 +153,9 @@ impl Scope {
         handler: &'static H,
         request: crate::Request,
     ) -> crate::Response {
+        if self.0.refused {
+            return crate::instance::refused();
+        }
         let answer = self.enter(handler.serve(request));
         match crate::deadline::within(self.deadline(), answer).await {
             Ok(response) => response,

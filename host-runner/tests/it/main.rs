@@ -27,4 +27,5 @@ mod reuse_safety;
 mod serve;
 mod soak;
 mod statuses;
+mod unheld_policy;
 mod wasmtime_compat;
