@@ -34,6 +34,9 @@
 //! - `metrics`: counters and histograms, served at `/metrics`;
 //!   `thread_metrics`: the per-serving-thread gauges among them;
 //! - [`units`]: durations and sizes as flags and messages write them;
+//!   `files`: path options read as regular files with a size cap;
+//!   `record_line`: the JSON-lines format `serve --record` writes and
+//!   `check --requests` reads;
 //! - [`logging`]: host-runner's own log lines (text or JSON).
 //!
 //! Beside them, [`check`] drives instances directly, without the server, to
@@ -57,12 +60,14 @@
 
 pub mod check;
 pub mod component;
+pub mod files;
 mod host;
 pub mod instance;
 pub mod logging;
 mod metrics;
 pub mod options;
 pub mod outbound;
+mod record_line;
 pub mod serve;
 pub mod shutdown;
 mod thread_metrics;
@@ -71,7 +76,7 @@ pub mod units;
 pub use component::policy;
 pub use component::{Allocator, LoadError, LoadedComponent, World};
 pub use instance::config::{EffectiveConfig, Origin};
-pub use options::{GuestEnv, LogFormat, RequestHeaders, ServeOptions, WasiOptions};
+pub use options::{GuestEnv, GuestOptions, LogFormat, RequestHeaders, ServeOptions, WasiOptions};
 pub use outbound::{OutboundPolicy, OutboundRule};
 pub use serve::{INSTANCE_HEADER, INSTANCE_REQUEST_HEADER, Server};
 pub use shutdown::Shutdown;

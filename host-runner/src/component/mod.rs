@@ -24,6 +24,7 @@ pub mod policy;
 
 pub use engine::Allocator;
 
+use crate::files::{self, FileErrorKind};
 use crate::host::{self, Host};
 use crate::options::ServeOptions;
 use crate::units::HumanSize;
@@ -80,7 +81,10 @@ impl LoadedComponent {
         Self::load_with(path, options.request_timeout().is_some(), options)
     }
 
-    fn load_with(
+    /// Loads the component at `path` as it would be served with `options`
+    /// (the `-S` interfaces it may import, the instance limits);
+    /// `interruptible` as for [`LoadedComponent::load`].
+    pub fn load_with(
         path: &Path,
         interruptible: bool,
         options: &ServeOptions,
@@ -303,11 +307,12 @@ const MAX_COMPONENT_SIZE: u64 = 512 << 20;
 fn read_component_file(path: &Path) -> Result<Vec<u8>, LoadErrorKind> {
     use std::io::Read as _;
 
-    let metadata = std::fs::metadata(path).map_err(LoadErrorKind::Unreadable)?;
-    if !metadata.is_file() {
-        return Err(LoadErrorKind::NotAFile);
-    }
-    let file = std::fs::File::open(path).map_err(LoadErrorKind::Unreadable)?;
+    let file = files::open_regular(path, "the component").map_err(|e| match e.into_kind() {
+        FileErrorKind::NotAFile => LoadErrorKind::NotAFile,
+        FileErrorKind::TooLarge(size, _) => LoadErrorKind::TooLarge(size),
+        FileErrorKind::Io(e) => LoadErrorKind::Unreadable(e),
+    })?;
+    let metadata = file.metadata().map_err(LoadErrorKind::Unreadable)?;
     let mut bytes = Vec::new();
     let mut preamble = file.take(8);
     preamble
