@@ -169,16 +169,34 @@ impl Recorder {
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let file = files::append_private(path, "--record")?;
+        // A file past the process's size limit (`ulimit -f`) must fail its
+        // write (EFBIG, handled as a full disk) instead of killing the server
+        // with SIGXFSZ: a handler replaces the default action. Without a
+        // runtime (a library user outside one), the default stays.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let signal = tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ);
+            let _ = tokio::signal::unix::signal(signal);
+        }
+        Self::start(file, path.display().to_string(), redaction, metrics)
+    }
+
+    /// A recorder writing to `sink` from a thread of its own.
+    fn start(
+        sink: impl Sink,
+        path: String,
+        redaction: Redaction,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         let dropped = Arc::new(Dropped {
             metrics,
             warned: AtomicBool::new(false),
-            path: path.display().to_string(),
+            path,
         });
         let (queue, lines) = std::sync::mpsc::sync_channel(QUEUE_LINES);
         let writer = dropped.clone();
         std::thread::Builder::new()
             .name("host-runner-record".to_owned())
-            .spawn(move || write_lines(file, &lines, &writer))
+            .spawn(move || write_lines(sink, &lines, &writer))
             .map_err(|e| anyhow::anyhow!("cannot start the thread that writes --record: {e}"))?;
         Ok(Self {
             queue,
@@ -263,9 +281,27 @@ impl Recorder {
     }
 }
 
+/// Where the writer thread writes.
+trait Sink: Write + Send + 'static {
+    /// Bytes in it now.
+    fn len(&self) -> u64;
+    /// Cuts it back to `len` bytes, dropping the part of a line that got out.
+    fn cut_back(&mut self, len: u64);
+}
+
+impl Sink for File {
+    fn len(&self) -> u64 {
+        self.metadata().map_or(0, |m| m.len())
+    }
+
+    fn cut_back(&mut self, len: u64) {
+        let _ = self.set_len(len);
+    }
+}
+
 /// The writer thread: each line whole or not at all.
-fn write_lines(mut file: File, lines: &Receiver<Message>, dropped: &Dropped) {
-    let mut len = file.metadata().map_or(0, |m| m.len());
+fn write_lines(mut file: impl Sink, lines: &Receiver<Message>, dropped: &Dropped) {
+    let mut len = file.len();
     for message in lines {
         let line = match message {
             Message::Line(line) => line,
@@ -279,7 +315,7 @@ fn write_lines(mut file: File, lines: &Receiver<Message>, dropped: &Dropped) {
             Err(error) => {
                 // Cut back what part of the line got out, so the file stays
                 // whole lines and the next one starts on its own.
-                let _ = file.set_len(len);
+                file.cut_back(len);
                 dropped.one(&format!("cannot write: {error}"));
             }
         }
@@ -370,5 +406,92 @@ impl Body for RecordingBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::PipeWriter;
+    use std::time::Instant;
+
+    /// A pipe nobody reads: a sink that stalls once its buffer is full.
+    impl Sink for PipeWriter {
+        fn len(&self) -> u64 {
+            0
+        }
+
+        fn cut_back(&mut self, _: u64) {}
+    }
+
+    #[test]
+    fn a_stalled_sink_drops_lines_and_counts_them_instead_of_blocking_the_caller() {
+        let (_reader, writer) = std::io::pipe().expect("a pipe");
+        let metrics = Arc::new(Metrics::new(1));
+        let recorder =
+            Recorder::start(writer, "pipe".into(), Redaction::default(), metrics.clone())
+                .expect("recorder");
+        // Far more than the pipe's buffer and the queue hold together.
+        let line = format!("{}\n", "x".repeat(1000));
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..5000 {
+                recorder.append(line.clone());
+            }
+            recorder.flush(Duration::from_millis(100));
+            let _ = done.send(());
+        });
+        // A liveness bound, not a speed claim: blocked appends never finish.
+        let started = Instant::now();
+        finished
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "appends blocked on a stalled sink ({:?})",
+                    started.elapsed()
+                )
+            });
+        let dropped = metrics
+            .render()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("reprise_record_dropped_total ")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .expect("the counter");
+        assert!(dropped >= 1000, "dropped {dropped}");
+    }
+
+    #[test]
+    fn credentials_operator_headers_and_secret_fields_are_redacted_unless_raw() {
+        let redaction = Redaction {
+            headers: vec![HeaderName::from_static("x-api-key")],
+            raw: false,
+        };
+        for name in [
+            "authorization",
+            "cookie",
+            "proxy-authorization",
+            "set-cookie",
+            "x-api-key",
+        ] {
+            assert!(redaction.header(&HeaderName::from_static(name)), "{name}");
+        }
+        assert!(!redaction.header(&HeaderName::from_static("accept")));
+        assert_eq!(
+            redaction.fields("user=ann&Password=hunter2&api_token=t&x"),
+            format!("user=ann&Password={REDACTED}&api_token={REDACTED}&x")
+        );
+        assert_eq!(
+            redaction.path("/a?b=1&secret=2"),
+            format!("/a?b=1&secret={REDACTED}")
+        );
+        let raw = Redaction {
+            raw: true,
+            ..redaction
+        };
+        assert!(!raw.header(&HeaderName::from_static("authorization")));
+        assert_eq!(raw.fields("password=p"), "password=p");
     }
 }
