@@ -76,7 +76,7 @@ impl Probe {
             let number = index + 1;
             let parsed: ProbeLine = match serde_json::from_str(line) {
                 Ok(parsed) => parsed,
-                Err(_) if number == last && !text.ends_with('\n') => {
+                Err(e) if e.is_eof() && number == last && !text.ends_with('\n') => {
                     warning = Some(format!(
                         "line {number} is cut short (no end of line, {} bytes that are not a whole request): it was left out; the file was probably cut while it was written",
                         line.len()
