@@ -22,7 +22,7 @@ fn a_recording_redacts_credentials_the_operators_headers_and_password_fields_and
     let file = fresh_file("redacted.jsonl");
     let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644));
     let server = RunningServer::start(
-        &guest_wasm("hello_p3"),
+        &guest_wasm("faults_p3"),
         &[
             "--record",
             &file,
@@ -42,7 +42,7 @@ fn a_recording_redacts_credentials_the_operators_headers_and_password_fields_and
     let response = connection
         .request(
             "POST",
-            "/?token=q-4&page=2",
+            "/?read_body=1&token=q-4&page=2",
             &headers,
             b"user=ann&password=hunter2",
         )
