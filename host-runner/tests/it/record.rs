@@ -67,8 +67,10 @@ fn a_recording_redacts_credentials_the_operators_headers_and_password_fields_and
 
 #[test]
 fn a_fifo_a_device_or_a_directory_is_refused_by_every_path_option_in_one_line() {
-    let fifo = scratch_file("sink.fifo", b"");
-    std::fs::remove_file(&fifo).unwrap();
+    // A scratch file first, for the directory; a FIFO left by an earlier
+    // run would block the write, so it gets a name of its own each time.
+    let fifo = scratch_file("sink.dir-probe", b"")
+        .with_file_name(format!("sink-{}.fifo", std::process::id()));
     assert!(
         std::process::Command::new("mkfifo")
             .arg(&fifo)
