@@ -39,7 +39,7 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Check that a component answers the same on a reused instance as on
     /// a fresh one (a differential test of instance reuse; no server).
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
 }
 
 #[derive(Args)]
