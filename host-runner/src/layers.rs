@@ -9,24 +9,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Imports that break the table today, each being removed on another
-/// branch this round: `(file, module it imports, why it is still here)`.
-/// The lead empties this list at merge; the test fails on an entry that no
-/// longer happens, so a fixed one cannot stay listed.
-const KNOWN_VIOLATIONS: &[(&str, &str, &str)] = &[
-    (
-        "serve/record.rs",
-        "check",
-        "--record writes check's ProbeLine; the line format moves to a bottom module",
-    ),
-    (
-        "instance/store.rs",
-        "check",
-        "new_store_for_check: the instance layer serves check by name; the store \
-         options move to the caller",
-    ),
-];
-
 /// A module path below the crate root, e.g. `["serve", "handle"]`.
 type ModulePath = Vec<String>;
 
@@ -436,19 +418,9 @@ fn every_module_has_a_row_in_the_layer_table() {
 #[test]
 fn no_module_imports_its_own_layer_or_a_higher_one() {
     let (found, _) = violations();
-    let known: BTreeSet<(String, String)> = KNOWN_VIOLATIONS
-        .iter()
-        .map(|(file, to, _)| (file.to_string(), to.to_string()))
-        .collect();
-    let new: Vec<_> = found.difference(&known).collect();
     assert!(
-        new.is_empty(),
-        "imports against the layer table of lib.rs ((file, the layer it reaches up to)): {new:?}"
-    );
-    let stale: Vec<_> = known.difference(&found).collect();
-    assert!(
-        stale.is_empty(),
-        "fixed, so remove from KNOWN_VIOLATIONS in layers.rs: {stale:?}"
+        found.is_empty(),
+        "imports against the layer table of lib.rs ((file, the layer it reaches up to)): {found:?}"
     );
 }
 

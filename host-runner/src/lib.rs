@@ -36,6 +36,9 @@
 //!   gauges, `metrics/text.rs` the text format both write;
 //! - [`units`]: durations and sizes as flags and messages write them;
 //!   [`errors`]: every error on one line;
+//!   [`files`]: path options read as regular files with a size cap;
+//!   `record_line`: the JSON-lines format `serve --record` writes and
+//!   `check --requests` reads;
 //! - [`logging`]: host-runner's own log lines (text or JSON).
 //!
 //! Beside them, [`check`] drives instances directly, without the server, to
@@ -72,12 +75,15 @@ const LAYERS: &[&[&str]] = &[
     &["metrics::endpoint"],
     &["metrics"],
     &["metrics::threads"],
+    &["record_line"],
+    &["files"],
     &["metrics::text", "units", "errors", "shutdown"],
 ];
 
 pub mod check;
 pub mod component;
 pub mod errors;
+pub mod files;
 mod host;
 pub mod instance;
 #[cfg(test)]
@@ -86,6 +92,7 @@ pub mod logging;
 mod metrics;
 pub mod options;
 pub mod outbound;
+mod record_line;
 pub mod serve;
 pub mod shutdown;
 pub mod units;
@@ -93,7 +100,7 @@ pub mod units;
 pub use component::policy;
 pub use component::{Allocator, LoadError, LoadedComponent, World};
 pub use instance::config::{EffectiveConfig, Origin};
-pub use options::{GuestEnv, LogFormat, RequestHeaders, ServeOptions, WasiOptions};
+pub use options::{GuestEnv, GuestOptions, LogFormat, RequestHeaders, ServeOptions, WasiOptions};
 pub use outbound::{OutboundPolicy, OutboundRule};
 pub use serve::{INSTANCE_HEADER, INSTANCE_REQUEST_HEADER, Server};
 pub use shutdown::Shutdown;

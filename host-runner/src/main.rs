@@ -16,10 +16,11 @@ use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 use host_runner::check::{self, CheckOptions, DEFAULT_IGNORED_HEADERS, Probe, Report};
 use host_runner::errors::one_line;
+use host_runner::files::read_regular_text;
 use host_runner::policy::Described;
 use host_runner::{
-    Allocator, GuestEnv, HumanDuration, HumanSize, LoadedComponent, ServeOptions, Server, Shutdown,
-    parse_duration,
+    Allocator, GuestOptions, HumanDuration, HumanSize, LoadedComponent, ServeOptions, Server,
+    Shutdown, parse_duration,
 };
 use regex_lite::Regex;
 
@@ -38,7 +39,7 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Check that a component answers the same on a reused instance as on
     /// a fresh one (a differential test of instance reuse; no server).
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
 }
 
 #[derive(Args)]
@@ -92,7 +93,7 @@ struct CheckArgs {
     ignore_body: Vec<Regex>,
 
     #[command(flatten)]
-    env: GuestEnv,
+    guest: GuestOptions,
 
     /// Report format: lines for people, or JSON for CI.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -108,6 +109,9 @@ enum Format {
     Text,
     Json,
 }
+
+/// Largest requests file read: a recording of many thousand requests.
+const MAX_REQUESTS_FILE: u64 = 256 << 20;
 
 fn parse_probe_path(path: &str) -> Result<Probe, String> {
     Probe::get(path).map_err(|e| format!("{e:#}"))
@@ -167,19 +171,26 @@ fn check(args: &CheckArgs) -> ExitCode {
 }
 
 fn run_check(args: &CheckArgs) -> anyhow::Result<Report> {
+    let mut warnings = Vec::new();
     let mut probes = match &args.requests {
         Some(file) => {
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                anyhow::anyhow!("cannot read the requests file {}: {e}", file.display())
-            })?;
-            Probe::parse_lines(&text).with_context(|| file.display().to_string())?
+            let text = read_regular_text(file, MAX_REQUESTS_FILE, "the requests file")?;
+            let (probes, cut) =
+                Probe::parse_recording(&text).with_context(|| file.display().to_string())?;
+            warnings.extend(cut.map(|cut| format!("{}: {cut}", file.display())));
+            probes
         }
         None => Probe::defaults(),
     };
     probes.extend(args.paths.iter().cloned());
-    // Interruptible: a guest stuck in a loop must count as a timeout, not
-    // hang the check.
-    let component = LoadedComponent::load(&args.component, true)?;
+    // Loaded as serve would load it with the same flags (-S keyvalue and
+    // config included); interruptible, so that a guest stuck in a loop
+    // counts as a timeout instead of hanging the check.
+    let serve_options = ServeOptions {
+        guest: args.guest.clone(),
+        ..ServeOptions::default()
+    };
+    let component = LoadedComponent::load_with(&args.component, true, &serve_options)?;
     let options = CheckOptions {
         rounds: usize::from(args.rounds),
         seed: args.seed,
@@ -190,7 +201,8 @@ fn run_check(args: &CheckArgs) -> anyhow::Result<Report> {
             .chain(args.ignore_headers.iter().cloned())
             .collect(),
         ignore_body: args.ignore_body.clone(),
-        env: args.env.resolve(),
+        guest: args.guest.clone(),
+        warnings,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

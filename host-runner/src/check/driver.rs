@@ -35,10 +35,13 @@ use wasmtime_wasi_http::handler::{Prepared, Proxy};
 use wasmtime_wasi_http::{WasiBody, WasiHttpView as _};
 
 use super::probe::Probe;
-use crate::component::{LoadedComponent, one_line};
+use crate::component::LoadedComponent;
+use crate::errors::one_line;
+use crate::host::guest_output::HostStream;
 use crate::host::{Host, HostServices};
 use crate::instance::config::EffectiveConfig;
 use crate::instance::store;
+use crate::options::GuestOptions;
 use crate::units::HumanDuration;
 
 /// Response bodies longer than this are cut off and the request reported as
@@ -198,15 +201,19 @@ pub(crate) struct Driver<'a> {
 }
 
 impl<'a> Driver<'a> {
+    /// A driver whose instances see what `guest` gives them, as `serve`
+    /// with the same flags would.
     pub(crate) fn new(
         component: &'a LoadedComponent,
         probes: &'a [Probe],
-        env: &[(String, String)],
+        guest: &GuestOptions,
         request_timeout: Duration,
     ) -> Self {
-        let mut config =
-            EffectiveConfig::resolve(&crate::ServeOptions::default(), component.world());
-        config.env = env.to_vec();
+        let options = crate::ServeOptions {
+            guest: guest.clone(),
+            ..crate::ServeOptions::default()
+        };
+        let config = EffectiveConfig::resolve(&options, component.world());
         Self {
             component,
             probes,
@@ -215,6 +222,18 @@ impl<'a> Driver<'a> {
             request_timeout,
             next_id: 1,
         }
+    }
+
+    /// Whether instances share state that outlives them (`-Skeyvalue`), so
+    /// that the order of requests matters even on fresh instances.
+    pub(crate) fn shares_state(&self) -> bool {
+        self.config.wasi.keyvalue
+    }
+
+    /// Puts what instances share (the key-value store) back to its seed,
+    /// under every instance alive: each arm starts from the same data.
+    pub(crate) fn reset_shared_state(&self) {
+        self.services.reset_keyvalue(&self.config.wasi);
     }
 
     /// How many probes there are.
@@ -227,12 +246,26 @@ impl<'a> Driver<'a> {
         self.next_id - 1
     }
 
-    /// A new instance. Guest stdout goes to stderr: stdout is the report's.
+    /// A new instance.
     pub(crate) async fn instantiate(&mut self) -> anyhow::Result<Instance> {
         let id = self.next_id;
         self.next_id += 1;
-        let mut store =
-            store::new_store_for_check(self.component.engine(), id, &self.config, &self.services);
+        // Guest stdout goes to the host's stderr (stdout is the report's);
+        // the tail of its stderr is kept so that a trap can be reported with
+        // the guest's panic message, and failed outgoing calls so that they
+        // are not taken for leaks.
+        let kept = store::Kept {
+            stderr_tail: Some(Arc::default()),
+            failed_calls: Some(Arc::default()),
+        };
+        let mut store = store::store(
+            self.component.engine(),
+            id,
+            &self.config,
+            &self.services,
+            HostStream::Stderr,
+            kept,
+        );
         let instantiation = self.component.pre().instantiate_async(&mut store);
         let proxy = match tokio::time::timeout(self.request_timeout, instantiation).await {
             Ok(Ok(proxy)) => proxy,

@@ -1,5 +1,5 @@
 //! The requests `check` sends: read from a JSON-lines file (written by hand
-//! or by `serve --record`, which shares [`ProbeLine`]), or the default probe
+//! or by `serve --record`, in the format of `record_line`), or the default probe
 //! set plus the paths the user lists, and turned into the `http::Request`s a
 //! guest receives.
 //!
@@ -15,8 +15,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Uri};
-use serde::{Deserialize, Serialize};
 use wasmtime_wasi_http::WasiBody;
+
+use crate::record_line::ProbeLine;
 
 /// One request of the sequence `check` runs, validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,30 +26,6 @@ pub struct Probe {
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-}
-
-/// A line of a requests file, as written (and as `serve --record` writes
-/// it).
-#[derive(Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ProbeLine {
-    #[serde(default)]
-    pub(crate) method: Option<String>,
-    pub(crate) path: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub(crate) headers: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub(crate) body: String,
-}
-
-impl ProbeLine {
-    /// The line as one line of JSON, newline included.
-    pub(crate) fn to_line(&self) -> String {
-        // Strings and a map of strings always serialize.
-        let mut line = serde_json::to_string(self).unwrap_or_default();
-        line.push('\n');
-        line
-    }
 }
 
 impl Probe {
@@ -80,15 +57,34 @@ impl Probe {
     /// but `path` optional. Blank lines and lines starting with `#` are
     /// skipped. Errors name the line.
     pub fn parse_lines(text: &str) -> anyhow::Result<Vec<Self>> {
+        Ok(Self::parse_recording(text)?.0)
+    }
+
+    /// [`Probe::parse_lines`] for a file that may have been cut while it
+    /// was written (a crash, a full disk): a last line without its newline
+    /// that does not parse is left out, with the warning returned beside the
+    /// probes, instead of refusing the whole file.
+    pub fn parse_recording(text: &str) -> anyhow::Result<(Vec<Self>, Option<String>)> {
         let mut probes = Vec::new();
+        let mut warning = None;
+        let last = text.lines().count();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let number = index + 1;
-            let parsed: ProbeLine = serde_json::from_str(line)
-                .map_err(|e| anyhow::anyhow!("line {number}: {}", without_position(&e)))?;
+            let parsed: ProbeLine = match serde_json::from_str(line) {
+                Ok(parsed) => parsed,
+                Err(e) if e.is_eof() && number == last && !text.ends_with('\n') => {
+                    warning = Some(format!(
+                        "line {number} is cut short (no end of line, {} bytes that are not a whole request): it was left out; the file was probably cut while it was written",
+                        line.len()
+                    ));
+                    continue;
+                }
+                Err(e) => anyhow::bail!("line {number}: {}", without_position(&e)),
+            };
             let probe = Self::new(
                 parsed.method.as_deref().unwrap_or("GET"),
                 &parsed.path,
@@ -101,7 +97,7 @@ impl Probe {
         if probes.is_empty() {
             bail!("no requests in it; write one JSON object per line, e.g. {{\"path\":\"/\"}}");
         }
-        Ok(probes)
+        Ok((probes, warning))
     }
 
     fn new(
@@ -135,6 +131,11 @@ impl Probe {
         })
     }
 
+    /// Bytes in the request's body.
+    pub fn body_len(&self) -> usize {
+        self.body.len()
+    }
+
     /// The request as the guest receives it. Like a client would, it adds
     /// `host: localhost` and a `content-length` for a body when the probe
     /// does not set them (p2 guests cannot be called without a host).
@@ -158,6 +159,21 @@ impl Probe {
         }
         request
     }
+}
+
+/// `METHOD /path` per probe, numbered when two probes look the same.
+pub(super) fn labels(probes: &[Probe]) -> Vec<String> {
+    let plain: Vec<String> = probes.iter().map(Probe::to_string).collect();
+    plain
+        .iter()
+        .enumerate()
+        .map(
+            |(index, label)| match plain.iter().filter(|l| *l == label).count() {
+                1 => label.clone(),
+                _ => format!("{label} #{}", index + 1),
+            },
+        )
+        .collect()
 }
 
 /// `GET /path?query`: how a probe is named in reports.
@@ -207,5 +223,16 @@ mod tests {
         assert!(error("{\"path\":\"/\",\"verb\":\"GET\"}").contains("unknown field `verb`"));
         assert!(error("{\"path\":\"/\",\"method\":\"G T\"}").contains("not an HTTP method"));
         assert!(error("# nothing\n").starts_with("no requests"));
+    }
+
+    #[test]
+    fn a_cut_last_line_is_left_out_with_a_warning_and_a_cut_middle_line_is_refused() {
+        let (probes, warning) =
+            Probe::parse_recording("{\"path\":\"/a\"}\n{\"path\":\"/b\",\"hea").unwrap();
+        assert_eq!(probes.len(), 1);
+        assert!(warning.unwrap().starts_with("line 2 is cut short"));
+        let whole = Probe::parse_recording("{\"path\":\"/a\"}\n").unwrap();
+        assert_eq!(whole.1, None);
+        assert!(Probe::parse_recording("{\"path\":\"/b\",\"hea\n{\"path\":\"/a\"}\n").is_err());
     }
 }

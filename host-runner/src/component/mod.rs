@@ -24,10 +24,8 @@ pub mod policy;
 
 pub use engine::Allocator;
 
-// Re-exported for the call sites that other branches edit now
-// (`check/driver.rs`, `serve/handle.rs`): the lead points them at
-// `crate::errors` at merge and drops this line.
-pub use crate::errors::one_line;
+use crate::errors::one_line;
+use crate::files::{self, FileErrorKind};
 use crate::host::{self, Host};
 use crate::options::ServeOptions;
 use crate::units::HumanSize;
@@ -84,7 +82,10 @@ impl LoadedComponent {
         Self::load_with(path, options.request_timeout().is_some(), options)
     }
 
-    fn load_with(
+    /// Loads the component at `path` as it would be served with `options`
+    /// (the `-S` interfaces it may import, the instance limits);
+    /// `interruptible` as for [`LoadedComponent::load`].
+    pub fn load_with(
         path: &Path,
         interruptible: bool,
         options: &ServeOptions,
@@ -307,11 +308,12 @@ const MAX_COMPONENT_SIZE: u64 = 512 << 20;
 fn read_component_file(path: &Path) -> Result<Vec<u8>, LoadErrorKind> {
     use std::io::Read as _;
 
-    let metadata = std::fs::metadata(path).map_err(LoadErrorKind::Unreadable)?;
-    if !metadata.is_file() {
-        return Err(LoadErrorKind::NotAFile);
-    }
-    let file = std::fs::File::open(path).map_err(LoadErrorKind::Unreadable)?;
+    let file = files::open_regular(path, "the component").map_err(|e| match e.into_kind() {
+        FileErrorKind::NotAFile => LoadErrorKind::NotAFile,
+        FileErrorKind::TooLarge(size, _) => LoadErrorKind::TooLarge(size),
+        FileErrorKind::Io(e) => LoadErrorKind::Unreadable(e),
+    })?;
+    let metadata = file.metadata().map_err(LoadErrorKind::Unreadable)?;
     let mut bytes = Vec::new();
     let mut preamble = file.take(8);
     preamble

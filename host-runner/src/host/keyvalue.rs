@@ -95,6 +95,16 @@ impl KeyValueStore {
         }
     }
 
+    /// Puts the store back to holding only `seed`, as [`KeyValueStore::new`]
+    /// made it: `check` starts every arm from the same data.
+    pub(crate) fn reset(&self, seed: &[(String, String)]) {
+        let fresh = Self::new(seed);
+        *self.entries() = fresh
+            .entries
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+    }
+
     fn entries(&self) -> MutexGuard<'_, Entries> {
         // A panic while holding the lock cannot leave the map half-updated
         // in a way that matters more than losing the server.

@@ -55,6 +55,12 @@ impl HostServices {
             config: WasiConfigVariables::from_iter(wasi.config_vars.iter().cloned()),
         })
     }
+
+    /// Puts the key-value store back to its `-Skeyvalue-in-memory-data`
+    /// seed, under every instance that uses it (`check`, between arms).
+    pub(crate) fn reset_keyvalue(&self, wasi: &WasiOptions) {
+        self.keyvalue.reset(&wasi.keyvalue_data);
+    }
 }
 
 impl Host {

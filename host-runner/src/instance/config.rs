@@ -199,13 +199,14 @@ impl EffectiveConfig {
             max_concurrent_requests: options.max_concurrent_requests.map(|n| n.max(1)),
             request_queue_timeout: options.request_queue_timeout,
             max_concurrent_connections: options.max_concurrent_connections.map(|n| n.max(1)),
-            env: options.env.resolve(),
+            env: options.guest.env.resolve(),
             request_headers: options.request_headers(),
             wasi: options.wasi(),
             outbound: options.outbound(),
             logging_prefix: !options.no_logging_prefix,
             debug_headers: options.debug_headers,
             max_request_body_size: options
+                .guest
                 .max_request_body_size
                 .unwrap_or(DEFAULT_MAX_REQUEST_BODY_SIZE),
             max_memory_size: options.max_memory_size(),

@@ -42,39 +42,17 @@ pub(crate) fn new_store(
     )
 }
 
-/// [`new_store`] as `check` needs it: the guest's stdout goes to the host's
-/// stderr (stdout is the report's), the tail of its stderr is kept so that
-/// a trap can be reported with the guest's panic message, and failed
-/// outgoing calls are kept so that they are not taken for leaks.
-pub(crate) fn new_store_for_check(
-    engine: &Engine,
-    instance_id: u64,
-    config: &EffectiveConfig,
-    services: &Arc<HostServices>,
-) -> Store<Host> {
-    let kept = Kept {
-        stderr_tail: Some(Arc::default()),
-        failed_calls: Some(Arc::default()),
-    };
-    store(
-        engine,
-        instance_id,
-        config,
-        services,
-        HostStream::Stderr,
-        kept,
-    )
-}
-
-/// What a store keeps of its guest's doings for `check`; the server keeps
-/// nothing.
+/// What a store keeps of its guest's doings for `check` (the tail of its
+/// stderr, its failed outgoing calls); the server keeps nothing.
 #[derive(Default)]
-struct Kept {
-    stderr_tail: Option<Arc<StderrTail>>,
-    failed_calls: Option<Arc<FailedCalls>>,
+pub(crate) struct Kept {
+    pub(crate) stderr_tail: Option<Arc<StderrTail>>,
+    pub(crate) failed_calls: Option<Arc<FailedCalls>>,
 }
 
-fn store(
+/// A fresh store whose guest stdout goes to `stdout`, keeping what `kept`
+/// asks for (`check` builds its stores with this).
+pub(crate) fn store(
     engine: &Engine,
     instance_id: u64,
     config: &EffectiveConfig,

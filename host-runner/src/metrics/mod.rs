@@ -126,6 +126,8 @@ pub(crate) struct Metrics {
     requests: [AtomicU64; Outcome::ALL.len()],
     requests_in_flight: AtomicI64,
     responses_cut_off: AtomicU64,
+    /// Requests `--record` could not write (a stalled or full sink).
+    record_dropped: AtomicU64,
     instance_requests: Histogram,
     request_duration: Histogram,
     instantiation_duration: Histogram,
@@ -143,6 +145,7 @@ impl Metrics {
             requests: Default::default(),
             requests_in_flight: AtomicI64::new(0),
             responses_cut_off: AtomicU64::new(0),
+            record_dropped: AtomicU64::new(0),
             instance_requests: Histogram::new(REQUESTS_PER_INSTANCE),
             request_duration: Histogram::new(REQUEST_SECONDS),
             instantiation_duration: Histogram::new(INSTANTIATION_SECONDS),
@@ -197,6 +200,12 @@ impl Metrics {
     /// connection was closed mid-body.
     pub(crate) fn response_cut_off(&self) {
         self.responses_cut_off.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `--record` left a request out: its queue was full or the write
+    /// failed.
+    pub(crate) fn record_dropped(&self) {
+        self.record_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -274,6 +283,17 @@ impl Metrics {
             out,
             "reprise_responses_cut_off_total {}",
             load(&self.responses_cut_off)
+        );
+        header(
+            &mut out,
+            "reprise_record_dropped_total",
+            "counter",
+            "Requests --record left out of its file because the file did not keep up or a write failed.",
+        );
+        let _ = writeln!(
+            out,
+            "reprise_record_dropped_total {}",
+            load(&self.record_dropped)
         );
         self.instance_requests.render(
             &mut out,

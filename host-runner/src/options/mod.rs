@@ -2,7 +2,7 @@
 //! time the command line of `host-runner serve` (a clap struct, as
 //! `wasmtime serve`'s is) and the options a library user fills in, with
 //! [`Default`] giving exactly the flags' defaults. The flags `check` shares
-//! with `serve` sit in structs of their own ([`GuestEnv`]) that both
+//! with `serve` sit in a struct of their own ([`GuestOptions`]) that both
 //! flatten.
 //!
 //! Options are kept as given: `None` means "the default for the
@@ -82,17 +82,6 @@ pub struct ServeOptions {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_INSTANCES)]
     pub max_instances: u32,
 
-    /// Largest size any one linear memory of an instance may grow to
-    /// (sizes: a number of bytes or with KiB, MiB or GiB); growing past it
-    /// fails inside the guest, which usually traps (500)
-    /// [default: 256MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub max_memory_size: Option<u64>,
-
-    /// Largest request body accepted; larger ones get 413 [default: 16MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub max_request_body_size: Option<u64>,
-
     /// How long a client may take to send a request's headers (and a
     /// keep-alive connection may stay idle) before the connection is
     /// closed; 0 for no limit.
@@ -111,7 +100,7 @@ pub struct ServeOptions {
 
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub env: GuestEnv,
+    pub guest: GuestOptions,
 
     /// Set a request header before the component sees it, replacing the
     /// client's (repeatable): `NAME: VALUE`, or `@FILE` with one header per
@@ -119,33 +108,11 @@ pub struct ServeOptions {
     #[arg(short = 'H', long = "header", value_name = "HEADER", value_parser = parse_header_arg)]
     pub headers: Vec<RequestHeaders>,
 
-    /// WASI options, as for `wasmtime serve` (repeatable, comma-separated):
-    /// config, config-var=KEY=VALUE, keyvalue,
-    /// keyvalue-in-memory-data=KEY=VALUE, http-outgoing-body-buffer-chunks=N,
-    /// http-outgoing-body-chunk-size=N; cli, http and p3 are always on.
-    #[arg(short = 'S', long = "wasi", value_name = "KEY[=VAL[,..]]", value_parser = WasiList::parse)]
-    pub wasi: Vec<WasiList>,
-
     /// WebAssembly options, as for `wasmtime serve` (repeatable,
     /// comma-separated): timeout=DURATION (as --request-timeout),
     /// max-memory-size=SIZE (as --max-memory-size).
     #[arg(short = 'W', long = "wasm", value_name = "KEY[=VAL[,..]]", value_parser = WasmList::parse)]
     pub wasm: Vec<WasmList>,
-
-    /// Let the component send HTTP requests to HOST (repeatable): `HOST`
-    /// (any port), `HOST:PORT`, `[IPv6]:PORT`, or `*` for any host; others
-    /// are refused with HTTP-request-denied [default: any host].
-    #[arg(
-        long = "allow-outbound",
-        value_name = "HOST[:PORT]",
-        conflicts_with = "deny_outbound"
-    )]
-    pub allow_outbound: Vec<OutboundRule>,
-
-    /// Refuse every HTTP request the component sends
-    /// (HTTP-request-denied).
-    #[arg(long)]
-    pub deny_outbound: bool,
 
     /// Print guest output as is, without the `stdout [instance N request
     /// ID] :: ` prefix (text log format only).
@@ -177,9 +144,21 @@ pub struct ServeOptions {
 
     /// Append every request served to FILE (method, path, headers, body up
     /// to 64 KiB), one JSON line each: the requests file `host-runner check
-    /// --requests FILE` replays.
+    /// --requests FILE` replays. A regular file, created 0600; credentials
+    /// are written as REDACTED (see --record-redact, --record-raw).
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+
+    /// Also write this request header's value as REDACTED in --record's
+    /// file (repeatable), beyond authorization, cookie,
+    /// proxy-authorization, set-cookie and every --header.
+    #[arg(long = "record-redact", value_name = "NAME", value_parser = parse_header_name)]
+    pub record_redact: Vec<HeaderName>,
+
+    /// Write credentials into --record's file as received instead of
+    /// REDACTED (for a file that never leaves this machine).
+    #[arg(long)]
+    pub record_raw: bool,
 }
 
 impl Default for ServeOptions {
@@ -207,14 +186,15 @@ impl ServeOptions {
     /// Largest size of any one linear memory: `--max-memory-size` or
     /// `-Wmax-memory-size`, else [`DEFAULT_MAX_MEMORY_SIZE`].
     pub fn max_memory_size(&self) -> u64 {
-        self.max_memory_size
+        self.guest
+            .max_memory_size
             .or(wasmtime_flags::wasm_options(&self.wasm).max_memory_size)
             .unwrap_or(DEFAULT_MAX_MEMORY_SIZE)
     }
 
     /// The WASI interfaces beyond cli and http that the `-S` lists ask for.
     pub fn wasi(&self) -> WasiOptions {
-        wasmtime_flags::wasi_options(&self.wasi)
+        wasmtime_flags::wasi_options(&self.guest.wasi)
     }
 
     /// The headers every `--header` sets, in the order given.
@@ -229,7 +209,7 @@ impl ServeOptions {
 
     /// Which hosts the component may send HTTP requests to.
     pub fn outbound(&self) -> OutboundPolicy {
-        OutboundPolicy::from_flags(self.allow_outbound.clone(), self.deny_outbound)
+        OutboundPolicy::from_flags(self.guest.allow_outbound.clone(), self.guest.deny_outbound)
     }
 
     /// An error naming two spellings of one setting (a `-W` option and the
@@ -243,12 +223,17 @@ impl ServeOptions {
             "-Wtimeout",
         )?;
         one_of(
-            self.max_memory_size,
+            self.guest.max_memory_size,
             "--max-memory-size",
             wasm.max_memory_size,
             "-Wmax-memory-size",
         )
     }
+}
+
+fn parse_header_name(name: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("`{name}` is not a valid header name; expected e.g. x-api-key"))
 }
 
 /// Both spellings of one setting may be given only if they agree.
@@ -266,7 +251,51 @@ fn one_of<T: PartialEq>(
     }
 }
 
-/// `--env`, shared by `serve` and `check`: the guest's environment.
+/// The flags that shape what a component sees, shared by `serve` and
+/// `check` (each flattens this struct, so a flag is defined once): its
+/// environment, the WASI interfaces beyond cli and http, where it may send
+/// HTTP, how far its memory may grow and the largest request body it gets.
+#[derive(Args, Clone, Debug, Default)]
+pub struct GuestOptions {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub env: GuestEnv,
+
+    /// Largest size any one linear memory of an instance may grow to
+    /// (sizes: a number of bytes or with KiB, MiB or GiB); growing past it
+    /// fails inside the guest, which usually traps (500)
+    /// [default: 256MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory_size: Option<u64>,
+
+    /// Largest request body accepted; larger ones get 413 [default: 16MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_request_body_size: Option<u64>,
+
+    /// WASI options, as for `wasmtime serve` (repeatable, comma-separated):
+    /// config, config-var=KEY=VALUE, keyvalue,
+    /// keyvalue-in-memory-data=KEY=VALUE, http-outgoing-body-buffer-chunks=N,
+    /// http-outgoing-body-chunk-size=N; cli, http and p3 are always on.
+    #[arg(short = 'S', long = "wasi", value_name = "KEY[=VAL[,..]]", value_parser = WasiList::parse)]
+    pub wasi: Vec<WasiList>,
+
+    /// Let the component send HTTP requests to HOST (repeatable): `HOST`
+    /// (any port), `HOST:PORT`, `[IPv6]:PORT`, or `*` for any host; others
+    /// are refused with HTTP-request-denied [default: any host].
+    #[arg(
+        long = "allow-outbound",
+        value_name = "HOST[:PORT]",
+        conflicts_with = "deny_outbound"
+    )]
+    pub allow_outbound: Vec<OutboundRule>,
+
+    /// Refuse every HTTP request the component sends
+    /// (HTTP-request-denied).
+    #[arg(long)]
+    pub deny_outbound: bool,
+}
+
+/// `--env`: the guest's environment.
 #[derive(Args, Clone, Debug, Default)]
 pub struct GuestEnv {
     /// Environment variable for the component (repeatable). `NAME` alone

@@ -194,14 +194,21 @@ fn key_value(key: &str, value: Option<&str>) -> Result<(String, String), String>
     Ok((name.to_owned(), value.to_owned()))
 }
 
+/// Largest `--header @FILE`: far more headers than any request carries.
+const MAX_HEADER_FILE: u64 = 1 << 20;
+
 /// Parses one `--header` value: `NAME: VALUE`, or `@FILE` with one such
 /// header per line (blank lines skipped).
 pub fn parse_header_arg(text: &str) -> Result<RequestHeaders, String> {
     let Some(path) = text.strip_prefix('@') else {
         return parse_header(text).map(|header| RequestHeaders(vec![header]));
     };
-    let contents = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the header file {path}: {e}"))?;
+    let contents = crate::files::read_regular_text(
+        std::path::Path::new(path),
+        MAX_HEADER_FILE,
+        "the header file",
+    )
+    .map_err(|e| e.to_string())?;
     contents
         .lines()
         .filter(|line| !line.trim().is_empty())

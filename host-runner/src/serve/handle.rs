@@ -161,7 +161,7 @@ async fn handle_request(
                     warn,
                     ticket,
                     "{method} {path} -> {status} {message}: {}",
-                    crate::component::one_line(&error)
+                    crate::errors::one_line(&error)
                 ),
             }
             (failure.response(config), failure.outcome())

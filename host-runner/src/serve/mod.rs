@@ -55,7 +55,7 @@ use crate::shutdown::Shutdown;
 use crate::units::HumanSize;
 use handle::serve_request;
 use listeners::{Listeners, ThreadListener};
-use record::Recorder;
+use record::{Recorder, Redaction};
 
 /// Response header naming the instance that served the request
 /// (`--debug-headers`).
@@ -73,6 +73,10 @@ const MAX_HEADER_SIZE: usize = 64 << 10;
 /// it leaves the stuck ones behind: enough for threads that are not stuck
 /// to drop their instances.
 const FORCED_STOP_WAIT: Duration = Duration::from_secs(1);
+
+/// Longest a shutdown waits for `--record`'s last lines to be written: a
+/// stalled sink must not hold the process.
+const RECORD_FLUSH_WAIT: Duration = Duration::from_millis(500);
 
 /// A bound, not yet running, HTTP server for one component.
 pub struct Server {
@@ -159,9 +163,20 @@ impl Server {
         let request_slots = config
             .max_concurrent_requests
             .map(|n| Arc::new(Semaphore::new(n)));
+        let metrics = Arc::new(Metrics::new(config.threads));
         let recorder = match &options.record {
             Some(path) => {
-                let recorder = Recorder::open(path)?;
+                let redaction = Redaction {
+                    headers: (config
+                        .request_headers
+                        .0
+                        .iter()
+                        .map(|(name, _)| name.clone()))
+                    .chain(options.record_redact.iter().cloned())
+                    .collect(),
+                    raw: options.record_raw,
+                };
+                let recorder = Recorder::open(path, redaction, metrics.clone())?;
                 tracing::info!(
                     "recording the requests served in {} (replay them with host-runner check --requests {0})",
                     path.display()
@@ -170,7 +185,6 @@ impl Server {
             }
             None => None,
         };
-        let metrics = Arc::new(Metrics::new(config.threads));
         let handler = ProxyHandler::new(Instances::new(component, config.clone(), metrics.clone()));
         Ok(Self {
             listeners,
@@ -284,7 +298,8 @@ impl Server {
         // runtime, so it cannot see the shutdown at all. Asked a second
         // time, stop waiting for it: the caller can then exit the process,
         // which ends the thread, as a second Ctrl-C promises.
-        tokio::select! {
+        let recorder = shared.recorder.clone();
+        let result = tokio::select! {
             result = all_done => result,
             () = async {
                 shutdown.forced().await;
@@ -295,7 +310,12 @@ impl Server {
                 );
                 Ok(())
             }
+        };
+        // The requests served last are written, unless the sink is stalled.
+        if let Some(recorder) = recorder {
+            recorder.flush(RECORD_FLUSH_WAIT);
         }
+        result
     }
 }
 

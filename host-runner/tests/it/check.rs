@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::common::backend::{Backend, refusing_url};
 use crate::common::{
-    Finished, RunningServer, assert_no_crash, guest_wasm, run_to_exit, scratch_file,
+    Finished, RunningServer, assert_no_crash, guest_wasm, run_to_exit, scratch_file, wait_for_lines,
 };
 use serde_json::Value;
 
@@ -400,8 +400,9 @@ fn a_recorded_session_is_replayed_by_check() {
         let response = connection.request("GET", path, &headers, b"").unwrap();
         assert_eq!(response.status, 200);
     }
-    // Each request is in the file before its response goes out.
-    let recorded = std::fs::read_to_string(&file).unwrap();
+    // Each request is queued before its response goes out, and written
+    // off the serving path right after.
+    let recorded = wait_for_lines(Path::new(&file), 3);
     let lines: Vec<Value> = recorded
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
@@ -452,8 +453,8 @@ fn recorded_bodies_are_kept_up_to_64_kib_and_non_text_is_left_out_with_a_comment
             .unwrap();
         assert_eq!(response.text(), format!("read {} bytes\n", body.len()));
     }
+    let recorded = wait_for_lines(Path::new(&file), 5);
     drop(server);
-    let recorded = std::fs::read_to_string(&file).unwrap();
     let lines: Vec<&str> = recorded.lines().collect();
     assert_eq!(lines.len(), 5, "{recorded}");
     let line = |index: usize| serde_json::from_str::<Value>(lines[index]).unwrap();

@@ -23,6 +23,7 @@ mod outgoing;
 mod policy;
 mod portability;
 mod quick_start;
+mod record;
 mod reuse_safety;
 mod serve;
 mod soak;

@@ -19,5 +19,6 @@ pub(crate) use http::{CUT_OFF, HttpConnection, HttpResponse, READ_TIMEOUT, split
 pub(crate) use metrics::Metrics;
 pub(crate) use process::{
     Finished, assert_no_crash, assert_refused, guest_wasm, run_to_exit, scratch_file,
+    wait_for_lines,
 };
 pub(crate) use server::{RunningServer, fan_out};

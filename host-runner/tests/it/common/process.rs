@@ -57,6 +57,27 @@ pub(crate) fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// The text of `path` once it holds at least `lines` lines (a recording
+/// is written off the serving path, shortly after each response); panics
+/// after a few seconds with what it holds.
+pub(crate) fn wait_for_lines(path: &Path, lines: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() >= lines {
+            return text;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "{} holds {} lines, not {lines}:\n{text}",
+                path.display(),
+                text.lines().count()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Output of a `host-runner` run that was expected to end on its own.
 #[derive(Debug)]
 pub(crate) struct Finished {
