@@ -307,6 +307,43 @@ mod tests {
     }
 
     #[test]
+    fn the_store_options_name_where_it_lives_and_how_much_it_holds() {
+        let options = wasi(&[
+            "keyvalue,keyvalue-path=data/kv.sqlite3,keyvalue-in-memory=n",
+            "keyvalue-redis=redis://127.0.0.1:6379/0",
+            "keyvalue-max-bytes=64MiB,keyvalue-max-keys=1_000",
+        ])
+        .expect("valid lists");
+        assert_eq!(options.keyvalue_path, Some("data/kv.sqlite3".into()));
+        assert_eq!(
+            options.keyvalue_redis.as_deref(),
+            Some("redis://127.0.0.1:6379/0")
+        );
+        assert_eq!(
+            (options.keyvalue_max_bytes, options.keyvalue_max_keys),
+            (Some(64 << 20), Some(1000))
+        );
+        assert!(!options.keyvalue_in_memory);
+        assert!(
+            wasi(&["keyvalue-in-memory"])
+                .expect("valid")
+                .keyvalue_in_memory
+        );
+        for bad in [
+            "keyvalue-path",
+            "keyvalue-path=",
+            "keyvalue-max-bytes=lots",
+            "keyvalue-max-keys=-1",
+        ] {
+            let error = wasi(&[bad]).expect_err(bad);
+            assert!(
+                error.starts_with("-Skeyvalue-") && !error.contains('\n'),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
     fn an_unsupported_option_is_one_line_naming_it() {
         for (list, named) in [
             ("tcp", "`tcp`"),

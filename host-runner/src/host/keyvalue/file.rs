@@ -144,32 +144,47 @@ fn stored_cost(connection: &Connection, key: &str) -> rusqlite::Result<Option<u6
 }
 
 impl Backend for FileStore {
-    fn get(&self, key: &str, budget: &mut Budget) -> Result<Option<Vec<u8>>, Error> {
+    fn get_many(
+        &self,
+        keys: &[String],
+        budget: &mut Budget,
+    ) -> Result<Vec<Option<Vec<u8>>>, Error> {
         let mut refused = None;
-        let value = self.read(|connection| {
-            // One read transaction, so the size checked is the size read.
+        let values = self.read(|connection| {
+            // One read transaction, so the sizes checked are the sizes read.
             let transaction = connection.unchecked_transaction()?;
-            let size: Option<i64> = transaction
-                .query_row(
-                    "SELECT length(value) FROM kv WHERE key = ?1",
-                    [key],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let Some(size) = size else { return Ok(None) };
-            if let Err(e) = budget.take(key, size as u64) {
-                refused = Some(e);
-                return Ok(None);
+            let mut sizes = Vec::with_capacity(keys.len());
+            let mut total = 0;
+            for key in keys {
+                let size: Option<i64> = transaction
+                    .query_row(
+                        "SELECT length(value) FROM kv WHERE key = ?1",
+                        [key],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                total += size.unwrap_or(0) as u64;
+                sizes.push(size);
             }
-            transaction
-                .query_row("SELECT value FROM kv WHERE key = ?1", [key], |row| {
-                    row.get::<_, Vec<u8>>(0)
+            if let Err(e) = budget.take_values(keys, total) {
+                refused = Some(e);
+                return Ok(Vec::new());
+            }
+            keys.iter()
+                .zip(sizes)
+                .map(|(key, size)| match size {
+                    None => Ok(None),
+                    Some(_) => transaction
+                        .query_row("SELECT value FROM kv WHERE key = ?1", [key], |row| {
+                            row.get::<_, Vec<u8>>(0)
+                        })
+                        .optional(),
                 })
-                .optional()
+                .collect()
         })?;
         match refused {
             Some(e) => Err(e),
-            None => Ok(value),
+            None => Ok(values),
         }
     }
 

@@ -93,14 +93,25 @@ impl MemoryStore {
 }
 
 impl Backend for MemoryStore {
-    fn get(&self, key: &str, budget: &mut Budget) -> Result<Option<Vec<u8>>, Error> {
-        // The lock is released before the copy: other readers and writers
-        // never wait for a large value to be copied.
-        let Some(value) = self.read().entries.get(key).map(|e| e.value.clone()) else {
-            return Ok(None);
+    fn get_many(
+        &self,
+        keys: &[String],
+        budget: &mut Budget,
+    ) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        // Handles first (cheap), the lock released before any copy: other
+        // readers and writers never wait for a large value to be copied.
+        let found: Vec<Option<Arc<[u8]>>> = {
+            let data = self.read();
+            keys.iter()
+                .map(|key| data.entries.get(key.as_str()).map(|e| e.value.clone()))
+                .collect()
         };
-        budget.take(key, value.len() as u64)?;
-        Ok(Some(value.to_vec()))
+        let total = found.iter().flatten().map(|value| value.len() as u64).sum();
+        budget.take_values(keys, total)?;
+        Ok(found
+            .into_iter()
+            .map(|value| value.map(|value| value.to_vec()))
+            .collect())
     }
 
     fn set_many(&self, entries: Vec<(String, Vec<u8>)>, quota: &Quota) -> Result<(), Error> {

@@ -70,8 +70,11 @@ pub struct Bucket;
 /// What a store does; each backend implements it once, and this module
 /// keeps the budget and the quota the same for all of them.
 trait Backend: Send + Sync {
-    /// The value of `key`, if it fits in `budget` (taken from it).
-    fn get(&self, key: &str, budget: &mut Budget) -> Result<Option<Vec<u8>>, Error>;
+    /// The values of `keys`, in order: their sizes are summed and taken
+    /// from `budget` before any value is copied, so a call that asks for
+    /// too much copies nothing.
+    fn get_many(&self, keys: &[String], budget: &mut Budget)
+    -> Result<Vec<Option<Vec<u8>>>, Error>;
     /// Writes every entry, or none when the quota refuses one.
     fn set_many(&self, entries: Vec<(String, Vec<u8>)>, quota: &Quota) -> Result<(), Error>;
     fn delete_many(&self, keys: &[String]) -> Result<(), Error>;
@@ -227,10 +230,21 @@ impl Budget {
 
     /// Takes `bytes` for `key`, or refuses with an error the guest sees.
     fn take(&mut self, key: &str, bytes: u64) -> Result<(), Error> {
+        self.take_for(format_args!("`{}`", Shortened(key)), bytes)
+    }
+
+    /// Takes `bytes` for the values of `keys`.
+    fn take_values(&mut self, keys: &[String], bytes: u64) -> Result<(), Error> {
+        match keys {
+            [key] => self.take(key, bytes),
+            _ => self.take_for(format_args!("{} values", keys.len()), bytes),
+        }
+    }
+
+    fn take_for(&mut self, what: std::fmt::Arguments<'_>, bytes: u64) -> Result<(), Error> {
         if bytes > self.left {
             return Err(Error::Other(format!(
-                "reading `{}` ({}) would copy more than this call may ({} left, the room in the instance's memory); read fewer or smaller values at once",
-                Shortened(key),
+                "reading {what} ({}) would copy more than this call may ({} left, the room in the instance's memory); read fewer or smaller values at once",
                 HumanSize(bytes),
                 HumanSize(self.left)
             )));
@@ -337,7 +351,10 @@ impl store::Host for KeyValueView<'_> {
 
 impl store::HostBucket for KeyValueView<'_> {
     fn get(&mut self, _: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>, Error> {
-        self.backend().get(&key, &mut Budget::new(self.budget))
+        let mut values = self
+            .backend()
+            .get_many(&[key], &mut Budget::new(self.budget))?;
+        Ok(values.pop().flatten())
     }
 
     fn set(&mut self, _: Resource<Bucket>, key: String, value: Vec<u8>) -> Result<(), Error> {
@@ -384,15 +401,17 @@ impl batch::Host for KeyValueView<'_> {
         keys: Vec<String>,
     ) -> Result<Vec<Option<(String, Vec<u8>)>>, Error> {
         // One budget for the whole call: the same key asked for N times
-        // costs N times, since the result holds N copies.
+        // costs N times, since the result holds N copies (and the keys
+        // again).
         let mut budget = Budget::new(self.budget);
-        let mut values = Vec::with_capacity(keys.len());
-        for key in keys {
-            budget.take(&key, key.len() as u64)?;
-            let value = self.backend().get(&key, &mut budget)?;
-            values.push(value.map(|value| (key, value)));
-        }
-        Ok(values)
+        let key_bytes = keys.iter().map(|key| key.len() as u64).sum();
+        budget.take_for(format_args!("{} keys", keys.len()), key_bytes)?;
+        let values = self.backend().get_many(&keys, &mut budget)?;
+        Ok(keys
+            .into_iter()
+            .zip(values)
+            .map(|(key, value)| value.map(|value| (key, value)))
+            .collect())
     }
 
     fn set_many(

@@ -26,13 +26,13 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections kept for reuse.
 const IDLE_CONNECTIONS: usize = 16;
 
-/// Sends a value only when it fits the caller's budget: `nil` for a missing
-/// key, the value's length (an integer) when it is too large, else the
-/// value.
-const GET_WITHIN: &str = "if redis.call('EXISTS', KEYS[1]) == 0 then return nil end \
-     local size = redis.call('STRLEN', KEYS[1]) \
-     if size > tonumber(ARGV[1]) then return size end \
-     return redis.call('GET', KEYS[1])";
+/// Sends the values only when together they fit the caller's budget: their
+/// total size (an integer) when they do not, else `MGET`'s answer. One
+/// script, so the sizes checked are the sizes sent.
+const GET_WITHIN: &str = "local total = 0 \
+     for _, key in ipairs(KEYS) do total = total + redis.call('STRLEN', key) end \
+     if total > tonumber(ARGV[1]) then return total end \
+     return redis.call('MGET', unpack(KEYS))";
 
 pub(super) struct RedisStore {
     client: Client,
@@ -127,27 +127,46 @@ fn refused(what: &str, error: RedisError) -> Error {
 }
 
 impl Backend for RedisStore {
-    fn get(&self, key: &str, budget: &mut Budget) -> Result<Option<Vec<u8>>, Error> {
+    fn get_many(
+        &self,
+        keys: &[String],
+        budget: &mut Budget,
+    ) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let left = budget.left;
         let reply: Value = self
             .run(|c| {
                 redis::cmd("EVAL")
                     .arg(GET_WITHIN)
-                    .arg(1)
-                    .arg(key)
+                    .arg(keys.len())
+                    .arg(keys)
                     .arg(left)
                     .query(c)
             })
             .map_err(|e| refused("read", e))?;
-        match reply {
-            Value::Nil => Ok(None),
-            Value::Int(size) => budget.take(key, size as u64).map(|()| None),
-            Value::BulkString(value) => {
-                budget.take(key, value.len() as u64)?;
-                Ok(Some(value))
+        let values = match reply {
+            Value::Int(total) => {
+                budget.take_values(keys, total as u64)?;
+                return Err(failed(
+                    "read",
+                    "the values changed while being read; try again",
+                ));
             }
-            other => Err(failed("read", format!("unexpected reply {other:?}"))),
-        }
+            Value::Array(values) => values,
+            other => return Err(failed("read", format!("unexpected reply {other:?}"))),
+        };
+        let values: Vec<Option<Vec<u8>>> = values
+            .into_iter()
+            .map(|value| match value {
+                Value::BulkString(bytes) => Some(bytes),
+                _ => None,
+            })
+            .collect();
+        let total = values.iter().flatten().map(|v| v.len() as u64).sum();
+        budget.take_values(keys, total)?;
+        Ok(values)
     }
 
     fn set_many(&self, entries: Vec<(String, Vec<u8>)>, _: &Quota) -> Result<(), Error> {

@@ -22,14 +22,20 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// One store of each local backend, each with [`QUOTA`].
-fn stores(name: &str) -> Vec<KeyValueStore> {
+/// Room for what the tests other than the quota's write.
+const ROOMY: Quota = Quota {
+    max_bytes: 64 << 20,
+    max_keys: 10_000,
+};
+
+/// One store of each local backend, each with `quota`.
+fn stores(name: &str, quota: Quota) -> Vec<KeyValueStore> {
     let file = file::FileStore::open(&scratch(name).join("kv.sqlite3")).expect("a file store");
     vec![
-        KeyValueStore::in_memory(&[], QUOTA),
+        KeyValueStore::in_memory(&[], quota),
         KeyValueStore {
             backend: Box::new(file),
-            quota: QUOTA,
+            quota,
         },
     ]
 }
@@ -55,7 +61,7 @@ fn writes_are_seen_through_any_later_handle_and_only_the_default_store_opens() {
 
 #[test]
 fn the_store_says_it_is_full_past_its_quota_and_counts_deletes() {
-    for kv in stores("quota") {
+    for kv in stores("quota", QUOTA) {
         let mut view = view(&kv, 4 << 20);
         let big = vec![0; (QUOTA.max_bytes / 2) as usize];
         assert!(view.set(bucket(), "a".into(), big.clone()).is_ok());
@@ -81,7 +87,7 @@ fn the_store_says_it_is_full_past_its_quota_and_counts_deletes() {
 
 #[test]
 fn no_call_copies_more_than_its_budget() {
-    for kv in stores("budget") {
+    for kv in stores("budget", ROOMY) {
         let mut roomy = view(&kv, 4 << 20);
         roomy
             .set(bucket(), "big".into(), vec![7; 1 << 20])
@@ -105,7 +111,7 @@ fn no_call_copies_more_than_its_budget() {
 
 #[test]
 fn keys_come_in_write_order_in_pages_the_cursor_walks_across_deletes() {
-    for kv in stores("pages") {
+    for kv in stores("pages", ROOMY) {
         let mut view = view(&kv, 1 << 20);
         for i in 0..(KEYS_PER_PAGE + 5) {
             view.set(bucket(), format!("k{i:05}"), Vec::new())
@@ -137,7 +143,7 @@ fn keys_come_in_write_order_in_pages_the_cursor_walks_across_deletes() {
 
 #[test]
 fn counters_are_decimal_text_and_refuse_other_values() {
-    for kv in stores("counters") {
+    for kv in stores("counters", ROOMY) {
         let mut view = view(&kv, 1 << 20);
         view.set(bucket(), "text".into(), b"hello".to_vec())
             .expect("room");
