@@ -99,6 +99,7 @@ pub mod units;
 
 pub use component::policy;
 pub use component::{Allocator, LoadError, LoadedComponent, World};
+pub use host::keyvalue_location;
 pub use instance::config::{EffectiveConfig, Origin};
 pub use options::{GuestEnv, GuestOptions, LogFormat, RequestHeaders, ServeOptions, WasiOptions};
 pub use outbound::{OutboundPolicy, OutboundRule};

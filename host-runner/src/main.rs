@@ -278,10 +278,7 @@ fn describe(server: &Server) {
     // What the guest can reach besides WASI cli and http.
     let mut reach = vec![config.outbound.to_string()];
     if config.wasi.keyvalue {
-        reach.push(format!(
-            "wasi:keyvalue in memory, shared by all instances ({} keys seeded)",
-            config.wasi.keyvalue_data.len()
-        ));
+        reach.push(host_runner::keyvalue_location(&config.wasi));
     }
     if config.wasi.config {
         reach.push(format!(

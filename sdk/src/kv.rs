@@ -9,17 +9,30 @@
 //! - **the host's store** (this module): what must survive both. A value
 //!   [`Store::set`] writes is read by any later request, on any instance.
 //!
-//! It speaks `wasi:keyvalue/store@0.2.0-draft` (and `atomics`), so the host
-//! must provide it: `host-runner serve -Skeyvalue` keeps one in-memory store
-//! for the whole server, as long as the server runs. (`wasmtime serve
-//! -Skeyvalue` 48 links the same interface, but there each [`Store::open`]
-//! starts from the seed data again: writes do not outlive the handle.)
+//! It speaks `wasi:keyvalue@0.2.0-draft` (`store`, `atomics`, `batch`), so
+//! the host must provide it: `host-runner serve -Skeyvalue` keeps one store
+//! for the whole server, in a file that survives restarts (or in Redis, or
+//! in memory; see the guide's state page for what each host does). (`wasmtime
+//! serve -Skeyvalue` 48 links the same interface, but there each
+//! [`Store::open`] starts from the seed data again: writes do not outlive
+//! the handle.)
+//!
+//! [`Error`] is an [`IntoResponse`]: a handler returning `Result<_,
+//! kv::Error>` (or `?` into one) answers `503` with the error's one line.
+//! Values can be JSON ([`Store::get_json`], [`Store::set_json`], feature
+//! `json`). Keys are listed a page at a time ([`Store::list`]), by prefix.
 //!
 //! What this module deliberately does not do: transactions, expiry, or
-//! serialisation. Requests that interleave may run between your `get` and
-//! your `set`; count with [`Store::increment`], which is atomic.
+//! compare-and-swap (the `atomics` interface of `0.2.0-draft`, the version
+//! wasmtime 48 implements, has `increment` only). Requests that interleave
+//! may run between your `get` and your `set`; count with
+//! [`Store::increment`], which is atomic.
 
 use core::fmt;
+
+use http::StatusCode;
+
+use crate::{IntoResponse, Response};
 
 mod bindings {
     wit_bindgen::generate!({
@@ -28,7 +41,7 @@ mod bindings {
     });
 }
 
-use bindings::wasi::keyvalue::{atomics, store};
+use bindings::wasi::keyvalue::{atomics, batch, store};
 
 /// The host's key-value store; open it where you need it (opening is
 /// cheap), or once per instance.
@@ -47,6 +60,25 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// `503 Service Unavailable` with the error's one line: the store is
+/// missing, full or failing, which a client can only wait out.
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("{self}\n")).into_response()
+    }
+}
+
+/// One page of [`Store::list`]: the keys it found, and where the next page
+/// starts (`None`: this was the last).
+#[derive(Debug, Default)]
+pub struct Page {
+    /// Keys with the prefix asked for, in the order the host lists them
+    /// (host-runner: the order they were first written).
+    pub keys: Vec<String>,
+    /// The cursor to pass to [`Store::list`] for the next page.
+    pub next: Option<u64>,
+}
 
 impl From<store::Error> for Error {
     fn from(error: store::Error) -> Self {
@@ -95,7 +127,58 @@ impl Store {
         Ok(self.bucket.exists(key)?)
     }
 
-    /// Every key in the store (following the host's pages).
+    /// One page of the keys that start with `prefix`, from `cursor` on
+    /// (`None`: the first page). Each call reads one page of the host's
+    /// listing, so it costs the same however large the store is; a page
+    /// may hold fewer keys than the host's page size (even none) while
+    /// [`Page::next`] is set, when other keys sit between.
+    pub fn list(&self, prefix: &str, cursor: Option<u64>) -> Result<Page, Error> {
+        let page = self.bucket.list_keys(cursor)?;
+        Ok(Page {
+            keys: page
+                .keys
+                .into_iter()
+                .filter(|key| key.starts_with(prefix))
+                .collect(),
+            // A host that hands back the cursor it was given would loop.
+            next: page.cursor.filter(|next| Some(*next) != cursor),
+        })
+    }
+
+    /// The values of `keys`, in one call to the host; the host refuses a
+    /// call whose values would not fit in this instance's memory.
+    pub fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, Error> {
+        let keys: Vec<String> = keys.iter().map(|key| (*key).to_owned()).collect();
+        Ok(batch::get_many(&self.bucket, &keys)?
+            .into_iter()
+            .map(|found| found.map(|(_, value)| value))
+            .collect())
+    }
+
+    /// The value of `key` read as JSON into a `T`.
+    #[cfg(feature = "json")]
+    pub fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        self.get(key)?
+            .map(|bytes| {
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| Error(format!("`{key}` does not hold this type as JSON ({e})")))
+            })
+            .transpose()
+    }
+
+    /// Sets `key` to `value` written as JSON.
+    #[cfg(feature = "json")]
+    pub fn set_json<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), Error> {
+        let bytes = serde_json::to_vec(value).map_err(|e| {
+            Error(format!(
+                "`{key}`: the value cannot be written as JSON ({e})"
+            ))
+        })?;
+        self.set(key, bytes)
+    }
+
+    /// Every key in the store (following the host's pages): fine for a
+    /// small store; [`Store::list`] reads one page at a time.
     pub fn keys(&self) -> Result<Vec<String>, Error> {
         let mut keys = Vec::new();
         let mut cursor = None;

@@ -1,18 +1,23 @@
 //! Where does data go that must outlive an instance? Into the host's
-//! key-value store. These notes survive every instance the host retires;
+//! key-value store. These notes survive every instance the host retires,
+//! and, with host-runner's default store (a file), host-runner itself:
 //! serve with `host-runner serve -Skeyvalue`.
 //!
 //! - `POST /notes` with the note as the body: `201`, `note N`;
 //! - `GET /notes/N`: the note, or `404`;
-//! - `GET /notes`: every note, one `N: text` line each;
+//! - `GET /notes`: the first page of notes, one `N: text` line each; when
+//!   there are more, a `link: </notes?cursor=C>; rel="next"` header names
+//!   the next page;
 //! - `DELETE /notes/N`: `204`.
 //!
+//! A store that is missing, full or failing answers `503` with one line:
+//! `reprise::kv::Error` is a response, so `?` is all the error handling.
 //! The handler keeps no state of its own: an instance may be dropped after
 //! any request, and a request may land on any instance.
 
-use reprise::http::{Method, StatusCode};
-use reprise::kv::Store;
-use reprise::{Handler, IntoResponse, Request, Response};
+use reprise::http::{HeaderMap, HeaderValue, Method, StatusCode, header::LINK};
+use reprise::kv::{self, Store};
+use reprise::{Handler, IntoResponse, Request, Response, query_param};
 
 #[derive(Default)]
 struct Notes;
@@ -21,8 +26,11 @@ struct Notes;
 /// on two instances never get the same number.
 const NEXT_ID: &str = "notes:next-id";
 
+/// Every note's key starts with this; the counter's does not.
+const NOTE: &str = "note:";
+
 fn note_key(id: u64) -> String {
-    format!("note:{id}")
+    format!("{NOTE}{id}")
 }
 
 impl Handler for Notes {
@@ -31,59 +39,57 @@ impl Handler for Notes {
     }
 }
 
-async fn notes(request: Request) -> Result<(StatusCode, String), Response> {
-    let store = Store::open().map_err(unavailable)?;
+async fn notes(request: Request) -> Result<Response, kv::Error> {
+    let store = Store::open()?;
     let path = request.uri().path().to_owned();
-    let id = path
-        .strip_prefix("/notes/")
-        .map(|id| id.parse::<u64>().map_err(|_| not_found()))
-        .transpose()?;
-    match (request.method().clone(), id) {
-        (Method::POST, None) if path == "/notes" => {
-            let text = request
-                .into_body()
-                .text()
-                .await
-                .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response())?;
-            let id = store.increment(NEXT_ID, 1).map_err(unavailable)?;
-            store.set(&note_key(id), text).map_err(unavailable)?;
-            Ok((StatusCode::CREATED, format!("note {id}\n")))
+    let id = match path.strip_prefix("/notes/").map(str::parse::<u64>) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => return Ok(not_found()),
+        None if path == "/notes" => None,
+        None => return Ok(not_found()),
+    };
+    Ok(match (request.method().clone(), id) {
+        (Method::POST, None) => {
+            let text = match request.into_body().text().await {
+                Ok(text) => text,
+                Err(e) => return Ok(e.into_response()),
+            };
+            let id = store.increment(NEXT_ID, 1)?;
+            store.set(&note_key(id), text)?;
+            (StatusCode::CREATED, format!("note {id}\n")).into_response()
         }
-        (Method::GET, None) if path == "/notes" => {
+        (Method::GET, None) => {
+            let cursor = query_param(&request, "cursor").and_then(|c| c.parse().ok());
+            let page = store.list(NOTE, cursor)?;
             let mut listing = String::new();
-            let keys = store.keys().map_err(unavailable)?;
-            let mut ids: Vec<u64> = keys
-                .iter()
-                .filter_map(|key| key.strip_prefix("note:")?.parse().ok())
-                .collect();
-            ids.sort_unstable();
-            for id in ids {
-                if let Some(text) = store.get_string(&note_key(id)).map_err(unavailable)? {
+            for key in &page.keys {
+                // A note deleted since the listing is skipped.
+                if let Some(text) = store.get_string(key)? {
+                    let id = key.strip_prefix(NOTE).unwrap_or(key);
                     listing.push_str(&format!("{id}: {text}\n"));
                 }
             }
-            Ok((StatusCode::OK, listing))
+            let mut headers = HeaderMap::new();
+            if let Some(next) = page.next {
+                let link = format!("</notes?cursor={next}>; rel=\"next\"");
+                headers.insert(LINK, HeaderValue::from_str(&link).expect("ASCII"));
+            }
+            (StatusCode::OK, headers, listing).into_response()
         }
-        (Method::GET, Some(id)) => match store.get_string(&note_key(id)).map_err(unavailable)? {
-            Some(text) => Ok((StatusCode::OK, text)),
-            None => Err(not_found()),
+        (Method::GET, Some(id)) => match store.get_string(&note_key(id))? {
+            Some(text) => text.into_response(),
+            None => not_found(),
         },
         (Method::DELETE, Some(id)) => {
-            store.delete(&note_key(id)).map_err(unavailable)?;
-            Ok((StatusCode::NO_CONTENT, String::new()))
+            store.delete(&note_key(id))?;
+            StatusCode::NO_CONTENT.into_response()
         }
-        _ => Err(not_found()),
-    }
+        _ => not_found(),
+    })
 }
 
 fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "no such note\n").into_response()
-}
-
-/// The host has no store (served without `-Skeyvalue`? host-runner refuses
-/// to start then) or it refused the operation (full).
-fn unavailable(error: reprise::kv::Error) -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response()
 }
 
 reprise::export_p3!(Notes);

@@ -217,7 +217,7 @@ impl<'a> Driver<'a> {
         Self {
             component,
             probes,
-            services: HostServices::new(&config.wasi),
+            services: HostServices::new(&config.wasi, config.max_memory_size),
             config,
             request_timeout,
             next_id: 1,

@@ -25,7 +25,7 @@ pub(crate) mod keyvalue;
 use crate::options::WasiOptions;
 use crate::outbound::HttpHooks;
 use guest_output::{RequestLabels, StderrTail};
-use keyvalue::KeyValueStore;
+use keyvalue::{KeyValueStore, KeyValueView, Quota};
 
 /// The host side of one component instance.
 pub struct Host {
@@ -43,16 +43,24 @@ pub struct Host {
 /// of them: the key-value store and the configuration variables.
 pub(crate) struct HostServices {
     keyvalue: KeyValueStore,
-    config: WasiConfigVariables,
+    config: Arc<WasiConfigVariables>,
+    /// `--max-memory-size`: what one key-value call may copy out of the
+    /// store is the room left below it in the calling instance.
+    max_memory_size: u64,
 }
 
 impl HostServices {
-    /// Fresh services for a server with these `-S` options: the store
-    /// holds the `-Skeyvalue-in-memory-data` seed.
-    pub(crate) fn new(wasi: &WasiOptions) -> Arc<Self> {
+    /// Services whose key-value store is in memory, holding the
+    /// `-Skeyvalue-in-memory-data` seed, whatever the `-S` options say:
+    /// what `host-runner check` runs on ([`Self::reset_keyvalue`] puts it
+    /// back, so every run starts from the same data).
+    pub(crate) fn new(wasi: &WasiOptions, max_memory_size: u64) -> Arc<Self> {
         Arc::new(Self {
-            keyvalue: KeyValueStore::new(&wasi.keyvalue_data),
-            config: WasiConfigVariables::from_iter(wasi.config_vars.iter().cloned()),
+            keyvalue: KeyValueStore::in_memory(&wasi.keyvalue_data, Quota::from_options(wasi)),
+            config: Arc::new(WasiConfigVariables::from_iter(
+                wasi.config_vars.iter().cloned(),
+            )),
+            max_memory_size,
         })
     }
 
@@ -60,6 +68,32 @@ impl HostServices {
     /// seed, under every instance that uses it (`check`, between arms).
     pub(crate) fn reset_keyvalue(&self, wasi: &WasiOptions) {
         self.keyvalue.reset(&wasi.keyvalue_data);
+    }
+
+    /// The services `serve` runs on: the key-value store the `-S` options
+    /// ask for (a file by default, see `keyvalue`), opened only with
+    /// `-Skeyvalue`.
+    pub(crate) fn open(wasi: &WasiOptions, max_memory_size: u64) -> anyhow::Result<Arc<Self>> {
+        let keyvalue = match wasi.keyvalue {
+            true => KeyValueStore::open(wasi)?,
+            false => KeyValueStore::in_memory(&[], Quota::from_options(wasi)),
+        };
+        Ok(Arc::new(Self {
+            keyvalue,
+            config: Arc::new(WasiConfigVariables::from_iter(
+                wasi.config_vars.iter().cloned(),
+            )),
+            max_memory_size,
+        }))
+    }
+}
+
+/// Where `-Skeyvalue` keeps the store, as start-up reports it (the options
+/// that cannot go together are refused when the server opens it).
+pub fn keyvalue_location(wasi: &WasiOptions) -> String {
+    match keyvalue::Location::chosen(wasi) {
+        Ok(location) => format!("wasi:keyvalue {location}, shared by all instances"),
+        Err(e) => format!("wasi:keyvalue not opened: {e}"),
     }
 }
 
@@ -199,11 +233,19 @@ pub(crate) fn linker(engine: &Engine, wasi: &WasiOptions) -> wasmtime::Result<Li
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     if wasi.config {
         wasmtime_wasi_config::add_to_linker(&mut linker, |host: &mut Host| {
-            WasiConfig::from(&host.services.config)
+            WasiConfig::from(&*host.services.config)
         })?;
     }
     if wasi.keyvalue {
-        keyvalue::add_to_linker(&mut linker, |host: &mut Host| &host.services.keyvalue)?;
+        keyvalue::add_to_linker(&mut linker, |host: &mut Host| KeyValueView {
+            store: &host.services.keyvalue,
+            // The result of a call lands in the instance's memory: no call
+            // may copy more than the room left there.
+            budget: host
+                .services
+                .max_memory_size
+                .saturating_sub(host.memory.bytes as u64),
+        })?;
     }
     Ok(linker)
 }

@@ -244,10 +244,11 @@ impl Instances {
         component: LoadedComponent,
         config: Arc<EffectiveConfig>,
         metrics: Arc<Metrics>,
+        services: Arc<HostServices>,
     ) -> Self {
         Self {
             component: Arc::new(component),
-            services: HostServices::new(&config.wasi),
+            services,
             config,
             metrics,
             next_id: Arc::new(AtomicU64::new(1)),

@@ -274,7 +274,9 @@ pub struct GuestOptions {
 
     /// WASI options, as for `wasmtime serve` (repeatable, comma-separated):
     /// config, config-var=KEY=VALUE, keyvalue,
-    /// keyvalue-in-memory-data=KEY=VALUE, http-outgoing-body-buffer-chunks=N,
+    /// keyvalue-in-memory-data=KEY=VALUE, keyvalue-in-memory,
+    /// keyvalue-path=PATH, keyvalue-redis=URL, keyvalue-max-bytes=SIZE,
+    /// keyvalue-max-keys=N, http-outgoing-body-buffer-chunks=N,
     /// http-outgoing-body-chunk-size=N; cli, http and p3 are always on.
     #[arg(short = 'S', long = "wasi", value_name = "KEY[=VAL[,..]]", value_parser = WasiList::parse)]
     pub wasi: Vec<WasiList>,
@@ -353,11 +355,23 @@ pub struct WasiOptions {
     /// The variables `wasi:config` answers with (`-Sconfig-var=KEY=VALUE`).
     pub config_vars: Vec<(String, String)>,
     /// Link `wasi:keyvalue@0.2.0-draft` (store, atomics, batch) to one
-    /// in-memory store shared by every instance (`-Skeyvalue`).
+    /// store shared by every instance (`-Skeyvalue`): a file on disk unless
+    /// one of the options below says otherwise.
     pub keyvalue: bool,
-    /// What the store holds at start-up
-    /// (`-Skeyvalue-in-memory-data=KEY=VALUE`).
+    /// What an in-memory store holds at start-up
+    /// (`-Skeyvalue-in-memory-data=KEY=VALUE`; implies in memory).
     pub keyvalue_data: Vec<(String, String)>,
+    /// Keep the store in memory, fresh on every start, as `wasmtime serve`
+    /// does (`-Skeyvalue-in-memory`).
+    pub keyvalue_in_memory: bool,
+    /// The store's file (`-Skeyvalue-path=PATH`).
+    pub keyvalue_path: Option<std::path::PathBuf>,
+    /// A Redis server holding the store (`-Skeyvalue-redis=URL`).
+    pub keyvalue_redis: Option<String>,
+    /// Bytes the store may hold (`-Skeyvalue-max-bytes=SIZE`).
+    pub keyvalue_max_bytes: Option<u64>,
+    /// Keys the store may hold (`-Skeyvalue-max-keys=N`).
+    pub keyvalue_max_keys: Option<u64>,
     /// Writes to a p2 outgoing body's stream that are buffered
     /// (`-Shttp-outgoing-body-buffer-chunks`; wasmtime's default when `None`).
     pub http_outgoing_body_buffer_chunks: Option<usize>,

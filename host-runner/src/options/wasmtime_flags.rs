@@ -17,7 +17,7 @@ use super::{RequestHeaders, WasiOptions};
 use crate::units::{parse_duration, parse_size};
 
 /// The `-S` keys host-runner accepts, as its refusals list them.
-const WASI_KEYS: &str = "cli, http, p3, config, config-var=KEY=VALUE, keyvalue, keyvalue-in-memory-data=KEY=VALUE, http-outgoing-body-buffer-chunks=N, http-outgoing-body-chunk-size=N";
+const WASI_KEYS: &str = "cli, http, p3, config, config-var=KEY=VALUE, keyvalue, keyvalue-in-memory-data=KEY=VALUE, keyvalue-in-memory, keyvalue-path=PATH, keyvalue-redis=URL, keyvalue-max-bytes=SIZE, keyvalue-max-keys=N, http-outgoing-body-buffer-chunks=N, http-outgoing-body-chunk-size=N";
 
 /// The `-W` keys host-runner accepts.
 const WASM_KEYS: &str = "timeout=DURATION, max-memory-size=SIZE";
@@ -37,6 +37,11 @@ enum WasiOption {
     ConfigVar(String, String),
     Keyvalue(bool),
     KeyvalueData(String, String),
+    KeyvalueInMemory(bool),
+    KeyvaluePath(std::path::PathBuf),
+    KeyvalueRedis(String),
+    KeyvalueMaxBytes(u64),
+    KeyvalueMaxKeys(u64),
     BufferChunks(usize),
     ChunkSize(usize),
 }
@@ -65,6 +70,18 @@ impl WasiList {
                     "keyvalue-in-memory-data" => {
                         let (name, value) = key_value(key, value)?;
                         WasiOption::KeyvalueData(name, value)
+                    }
+                    "keyvalue-in-memory" => {
+                        WasiOption::KeyvalueInMemory(yes_no("-S", key, value)?)
+                    }
+                    "keyvalue-path" => WasiOption::KeyvaluePath(required(key, value)?.into()),
+                    "keyvalue-redis" => WasiOption::KeyvalueRedis(required(key, value)?.to_owned()),
+                    "keyvalue-max-bytes" => WasiOption::KeyvalueMaxBytes(
+                        parse_size(&required(key, value)?.replace('_', ""))
+                            .map_err(|e| format!("-S{key}: {e}"))?,
+                    ),
+                    "keyvalue-max-keys" => {
+                        WasiOption::KeyvalueMaxKeys(count("-S", key, value)? as u64)
                     }
                     "http-outgoing-body-buffer-chunks" => {
                         WasiOption::BufferChunks(count("-S", key, value)?)
@@ -95,6 +112,11 @@ pub fn wasi_options(lists: &[WasiList]) -> WasiOptions {
             WasiOption::ConfigVar(k, v) => options.config_vars.push((k.clone(), v.clone())),
             WasiOption::Keyvalue(on) => options.keyvalue = *on,
             WasiOption::KeyvalueData(k, v) => options.keyvalue_data.push((k.clone(), v.clone())),
+            WasiOption::KeyvalueInMemory(on) => options.keyvalue_in_memory = *on,
+            WasiOption::KeyvaluePath(path) => options.keyvalue_path = Some(path.clone()),
+            WasiOption::KeyvalueRedis(url) => options.keyvalue_redis = Some(url.clone()),
+            WasiOption::KeyvalueMaxBytes(n) => options.keyvalue_max_bytes = Some(*n),
+            WasiOption::KeyvalueMaxKeys(n) => options.keyvalue_max_keys = Some(*n),
             WasiOption::BufferChunks(n) => options.http_outgoing_body_buffer_chunks = Some(*n),
             WasiOption::ChunkSize(n) => options.http_outgoing_body_chunk_size = Some(*n),
         }
@@ -181,6 +203,13 @@ fn count(flag: &str, key: &str, value: Option<&str>) -> Result<usize, String> {
     value
         .and_then(|v| v.replace('_', "").parse().ok())
         .ok_or_else(|| format!("{flag}{key} needs a whole number, e.g. {flag}{key}=4"))
+}
+
+/// A value that must be given and not be empty, e.g. `keyvalue-path=PATH`.
+fn required<'a>(key: &str, value: Option<&'a str>) -> Result<&'a str, String> {
+    value
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("-S{key} needs a value, e.g. -S{key}=…"))
 }
 
 /// `config-var=NAME=VALUE`: as in wasmtime, a missing `=VALUE` means empty.
@@ -282,6 +311,43 @@ mod tests {
         assert_eq!(options.http_outgoing_body_buffer_chunks, Some(2));
         assert_eq!(options.http_outgoing_body_chunk_size, Some(1024));
         assert!(!wasi(&["keyvalue", "keyvalue=n"]).expect("valid").keyvalue);
+    }
+
+    #[test]
+    fn the_store_options_name_where_it_lives_and_how_much_it_holds() {
+        let options = wasi(&[
+            "keyvalue,keyvalue-path=data/kv.sqlite3,keyvalue-in-memory=n",
+            "keyvalue-redis=redis://127.0.0.1:6379/0",
+            "keyvalue-max-bytes=64MiB,keyvalue-max-keys=1_000",
+        ])
+        .expect("valid lists");
+        assert_eq!(options.keyvalue_path, Some("data/kv.sqlite3".into()));
+        assert_eq!(
+            options.keyvalue_redis.as_deref(),
+            Some("redis://127.0.0.1:6379/0")
+        );
+        assert_eq!(
+            (options.keyvalue_max_bytes, options.keyvalue_max_keys),
+            (Some(64 << 20), Some(1000))
+        );
+        assert!(!options.keyvalue_in_memory);
+        assert!(
+            wasi(&["keyvalue-in-memory"])
+                .expect("valid")
+                .keyvalue_in_memory
+        );
+        for bad in [
+            "keyvalue-path",
+            "keyvalue-path=",
+            "keyvalue-max-bytes=lots",
+            "keyvalue-max-keys=-1",
+        ] {
+            let error = wasi(&[bad]).expect_err(bad);
+            assert!(
+                error.starts_with("-Skeyvalue-") && !error.contains('\n'),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -46,6 +46,7 @@ use wasmtime_wasi_http::handler::ProxyHandler;
 
 use crate::component::LoadedComponent;
 use crate::component::engine::EpochTicker;
+use crate::host::HostServices;
 use crate::instance::Instances;
 use crate::instance::config::EffectiveConfig;
 use crate::instance::request::RequestIds;
@@ -185,7 +186,13 @@ impl Server {
             }
             None => None,
         };
-        let handler = ProxyHandler::new(Instances::new(component, config.clone(), metrics.clone()));
+        let services = HostServices::open(&config.wasi, config.max_memory_size)?;
+        let handler = ProxyHandler::new(Instances::new(
+            component,
+            config.clone(),
+            metrics.clone(),
+            services,
+        ));
         Ok(Self {
             listeners,
             local_addr,

@@ -1,5 +1,6 @@
 //! Data that must outlive an instance lives in the host: `-Skeyvalue` gives
-//! every instance of the server one shared `wasi:keyvalue` store (seeded by
+//! every instance of the server one shared `wasi:keyvalue` store (a file by
+//! default, see kv_durable.rs; in memory and seeded with
 //! `-Skeyvalue-in-memory-data`), and `-Sconfig` answers `wasi:config` from
 //! `-Sconfig-var`, for p3 and p2 components alike. Without the option, a
 //! component that imports them is refused at start-up in one line.
@@ -86,7 +87,7 @@ fn the_start_up_line_says_what_the_guest_can_reach() {
         .expect("the configuration line");
     for part in [
         "outbound HTTP to any host",
-        "wasi:keyvalue in memory, shared by all instances (1 keys seeded)",
+        "wasi:keyvalue in memory, fresh on every start, shared by all instances",
         "wasi:config (0 variables)",
         "1 request headers replaced (--header)",
     ] {
@@ -105,6 +106,34 @@ fn assert_refused_without(guest: &str, flags: &[&str], import: &str, option: &st
     assert_refused(&outcome, &wasm, import);
     let advice = format!("serve it with {option}");
     assert!(outcome.stderr.contains(&advice), "{}", outcome.stderr);
+}
+
+#[test]
+fn the_start_up_line_names_the_store_file() {
+    let server = RunningServer::start(&guest_wasm("kv_notes_p3"), &["-Skeyvalue"]);
+    let line = server
+        .wait_for_log("max-instance-reuse-count", Duration::from_secs(10))
+        .expect("the configuration line");
+    let part = "wasi:keyvalue in the file .host-runner/keyvalue.sqlite3 (SQLite, each write on disk before it returns)";
+    assert!(line.contains(part), "{part:?} missing from: {line}");
+}
+
+#[test]
+fn store_options_that_cannot_go_together_are_refused_in_one_line() {
+    let wasm = guest_wasm("kv_notes_p3");
+    let outcome = run_to_exit(
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "-Skeyvalue,keyvalue-path=kv.sqlite3,keyvalue-in-memory-data=a=1",
+            wasm.to_str().expect("UTF-8 path"),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(!outcome.status.success());
+    let last = outcome.stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("cannot go together"), "{}", outcome.stderr);
 }
 
 #[test]

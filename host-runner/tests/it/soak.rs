@@ -22,7 +22,7 @@
 //! `just test` runs 1,000 requests per policy; `just soak` runs 10,000 and
 //! prints the report (`SOAK_REQUESTS` sets the count).
 
-use crate::common::{CUT_OFF, RunningServer, guest_wasm};
+use crate::common::{CUT_OFF, RunningServer, guest_wasm, memory_kib};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::TcpStream;
@@ -208,15 +208,6 @@ fn requests_per_policy() -> usize {
         .unwrap_or(1000)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn soak(
     guest: &str,
     policy: &'static str,
@@ -234,7 +225,7 @@ fn soak(
     for _ in 0..20 {
         server.get("/");
     }
-    let rss_before_kib = rss_kib(server.pid());
+    let rss_before_kib = memory_kib(server.pid(), "VmRSS");
 
     let total = requests_per_policy();
     let next = AtomicUsize::new(0);
@@ -316,7 +307,7 @@ fn soak(
         live_after: settled.count("reprise_instances_live"),
         cut_off_counted: settled.count("reprise_responses_cut_off_total"),
         rss_before_kib,
-        rss_after_kib: rss_kib(server.pid()),
+        rss_after_kib: memory_kib(server.pid(), "VmRSS"),
     }
 }
 

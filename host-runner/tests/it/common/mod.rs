@@ -18,7 +18,7 @@ mod server;
 pub(crate) use http::{CUT_OFF, HttpConnection, HttpResponse, READ_TIMEOUT, split_head};
 pub(crate) use metrics::Metrics;
 pub(crate) use process::{
-    Finished, assert_no_crash, assert_refused, guest_wasm, run_to_exit, scratch_file,
-    wait_for_lines,
+    Finished, assert_no_crash, assert_refused, guest_wasm, memory_kib, reset_peak_memory,
+    run_to_exit, scratch_dir, scratch_file, wait_for_lines,
 };
 pub(crate) use server::{RunningServer, fan_out};

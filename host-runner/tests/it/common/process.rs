@@ -78,6 +78,17 @@ pub(crate) fn wait_for_lines(path: &Path, lines: usize) -> String {
     }
 }
 
+/// An empty directory named `name` in the tests' scratch directory (emptied
+/// if a previous run left it), e.g. for a key-value store's file.
+pub(crate) fn scratch_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("scratch")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("cannot create a scratch directory");
+    dir
+}
+
 /// Output of a `host-runner` run that was expected to end on its own.
 #[derive(Debug)]
 pub(crate) struct Finished {
@@ -182,4 +193,23 @@ pub(crate) fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<
         }
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A memory figure of process `pid` in KiB, from `/proc/PID/status`:
+/// `VmRSS` (resident now) or `VmHWM` (the most it was resident); 0 when
+/// the process is gone.
+pub(crate) fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Starts `VmHWM` of process `pid` over from what it has now (`clear_refs`
+/// 5), so a later peak measures one phase of a test, not start-up.
+pub(crate) fn reset_peak_memory(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .unwrap_or_else(|e| panic!("cannot reset the peak memory of {pid}: {e}"));
 }

@@ -80,6 +80,10 @@ impl RunningServer {
     pub(crate) fn start_with_env(wasm: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(host_runner_bin());
         command
+            // A directory of its own, as each app has: files a server keeps
+            // at a default path (`-Skeyvalue`'s store) are not shared with
+            // the servers other tests run at the same time.
+            .current_dir(working_dir())
             .arg("serve")
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
@@ -253,6 +257,18 @@ impl Drop for RunningServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A fresh, empty directory for one server to run in.
+fn working_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("servers")
+        .join(format!("{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("cannot create a server's directory");
+    dir
 }
 
 fn parse_addr(line: &str, prefix: &str) -> SocketAddr {
