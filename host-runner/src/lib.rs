@@ -31,6 +31,8 @@
 //!   library's options in one clap struct; [`options::wasmtime_flags`] reads
 //!   `wasmtime serve`'s spellings (`-S`, `-W`, `--header`, `--env NAME`);
 //! - [`outbound`]: which hosts a guest may send HTTP requests to;
+//! - `hop_by_hop`: the connection's own header fields (RFC 9110 §7.6.1),
+//!   removed from what a guest receives and sends;
 //! - `metrics`: counters and histograms, served at `/metrics`;
 //!   `thread_metrics`: the per-serving-thread gauges among them;
 //! - [`units`]: durations and sizes as flags and messages write them;
@@ -57,6 +59,7 @@
 
 pub mod check;
 pub mod component;
+mod hop_by_hop;
 mod host;
 pub mod instance;
 pub mod logging;

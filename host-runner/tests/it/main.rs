@@ -22,6 +22,7 @@ mod outbound;
 mod outgoing;
 mod policy;
 mod portability;
+mod proxy_framing;
 mod quick_start;
 mod reuse_safety;
 mod serve;
