@@ -10,6 +10,7 @@ mod axum;
 mod bad_input;
 mod check;
 mod faults;
+mod hazards;
 mod host_store;
 mod hostile;
 mod integrity;
