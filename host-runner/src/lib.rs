@@ -31,6 +31,8 @@
 //!   library's options in one clap struct; [`options::wasmtime_flags`] reads
 //!   `wasmtime serve`'s spellings (`-S`, `-W`, `--header`, `--env NAME`);
 //! - [`outbound`]: which hosts a guest may send HTTP requests to;
+//! - `hop_by_hop`: the connection's own header fields (RFC 9110 §7.6.1),
+//!   removed from what a guest receives and sends;
 //! - `metrics`: counters and histograms; `metrics/endpoint.rs` serves them
 //!   at `/metrics`, `metrics/threads.rs` holds the per-serving-thread
 //!   gauges, `metrics/text.rs` the text format both write;
@@ -72,6 +74,7 @@ const LAYERS: &[&[&str]] = &[
     &["host", "logging"],
     &["options"],
     &["outbound"],
+    &["hop_by_hop"],
     &["metrics::endpoint"],
     &["metrics"],
     &["metrics::threads"],
@@ -84,6 +87,7 @@ pub mod check;
 pub mod component;
 pub mod errors;
 pub mod files;
+mod hop_by_hop;
 mod host;
 pub mod instance;
 #[cfg(test)]

@@ -197,7 +197,7 @@ type SendFuture = Box<
 impl WasiHttpHooks for HttpHooks {
     fn send_request(
         &mut self,
-        request: hyper::Request<WasiBody>,
+        mut request: hyper::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
@@ -221,11 +221,13 @@ impl WasiHttpHooks for HttpHooks {
             );
             return Box::new(async move { Err(fail(Error::HttpRequestDenied)) });
         }
+        crate::hop_by_hop::remove(request.headers_mut());
         Box::new(async move {
             use http_body_util::BodyExt;
 
             let sent = wasmtime_wasi_http::default_send_request(request, options).await;
-            let (response, io) = sent.map_err(&fail)?;
+            let (mut response, io) = sent.map_err(&fail)?;
+            crate::hop_by_hop::remove(response.headers_mut());
             let io = async move { io.await.map_err(fail) };
             Ok((
                 response.map(BodyExt::boxed_unsync),

@@ -65,8 +65,18 @@ impl BodyError {
         }
     }
 
+    /// A body error answered with `502 Bad Gateway`: another service's
+    /// response broke off.
+    pub(crate) fn upstream(message: impl Into<String>) -> Self {
+        BodyError {
+            message: message.into(),
+            status: StatusCode::BAD_GATEWAY,
+        }
+    }
+
     /// The status that answers a request whose body failed this way: `413`
-    /// for a body over its limit, `400` otherwise.
+    /// for a body over its limit, `502` for another service's response that
+    /// broke off, `400` otherwise.
     pub fn status(&self) -> StatusCode {
         self.status
     }

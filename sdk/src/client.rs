@@ -20,9 +20,16 @@ use std::time::Duration;
 ///
 /// The URI must be absolute (`http://127.0.0.1:8081/path`). A streamed
 /// request body (for example the incoming request's own body) is sent while
-/// the response is awaited. Hop-by-hop headers (`connection`, `keep-alive`,
-/// `transfer-encoding`, `upgrade`, `te`, `trailer`, `proxy-*`) and `host`
-/// are left out: the host sets those for the connection it opens.
+/// the response is awaited. Hop-by-hop headers (RFC 9110 §7.6.1: those
+/// `connection` names, `connection`, `keep-alive`, `proxy-connection`,
+/// `te`, `trailer`, `transfer-encoding`, `upgrade`) are left out of the
+/// request and of the response, so a proxy may copy headers across as they
+/// are; `host` is left out too: the host sets it for the connection it opens.
+///
+/// A response body that ends short of its `content-length` (or runs past
+/// it) fails with a [`BodyError`] where it ends, whatever the host does:
+/// it never reads as a complete, shorter body. Forwarded as a response, it
+/// makes the host cut the response off too.
 ///
 /// Per-call limits go in the request's extensions as [`Timeouts`].
 ///
@@ -52,9 +59,148 @@ pub fn send(request: Request) -> impl Future<Output = Result<Response, Error>> +
                 ),
             ));
         }
-        crate::runtime::send(request).await
+        let mut request = request;
+        remove_hop_by_hop(request.headers_mut());
+        let head_only = request.method() == http::Method::HEAD;
+        let target = request.uri().authority().map(|a| a.to_string());
+        let mut response = crate::runtime::send(request).await?;
+        remove_hop_by_hop(response.headers_mut());
+        if !head_only {
+            check_length(&mut response, target.unwrap_or_default());
+        }
+        Ok(response)
     });
     crate::local::Local::new(call)
+}
+
+/// The hop-by-hop fields of RFC 9110 §7.6.1 that go whether or not
+/// `connection` names them.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes the fields `connection` names, then every [`HOP_BY_HOP`] field.
+/// Most hosts drop `connection` before a guest sees it; where one does not,
+/// the fields it names are still known here.
+pub(crate) fn remove_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<http::HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .filter_map(|token| http::HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Makes `response`'s body fail, as another service's failure (`502`),
+/// where it breaks off or stops matching its `content-length`. Statuses
+/// that carry no body are left alone.
+fn check_length(response: &mut Response, target: String) {
+    let status = response.status();
+    if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return;
+    }
+    let expected = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok());
+    let body = std::mem::take(response.body_mut());
+    *response.body_mut() = Body::new(Upstream {
+        body,
+        expected,
+        seen: 0,
+        failed: false,
+        target,
+    });
+}
+
+/// A response body from another service, held to its `content-length`.
+struct Upstream {
+    body: Body,
+    expected: Option<u64>,
+    seen: u64,
+    failed: bool,
+    target: String,
+}
+
+impl Upstream {
+    fn fail(&mut self, what: &str) -> BodyError {
+        self.failed = true;
+        let expected = match self.expected {
+            Some(expected) => format!(" of its content-length of {expected}"),
+            None => String::new(),
+        };
+        BodyError::upstream(format!(
+            "the response from {} {what} {} bytes{expected}",
+            self.target, self.seen
+        ))
+    }
+}
+
+impl http_body::Body for Upstream {
+    type Data = bytes::Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BodyError>>> {
+        use std::task::Poll;
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        let frame = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_frame(cx));
+        let short = |this: &Self| this.expected.is_some_and(|expected| this.seen < expected);
+        let error = match &frame {
+            Some(Ok(frame)) => {
+                let read = frame.data_ref().map_or(0, |data| data.len() as u64);
+                self.seen = self.seen.saturating_add(read);
+                if self.expected.is_some_and(|expected| self.seen > expected) {
+                    Some(self.fail("went past its end at"))
+                } else if frame.is_trailers() && short(&self) {
+                    Some(self.fail("ended after"))
+                } else {
+                    None
+                }
+            }
+            Some(Err(error)) => {
+                let what = format!("broke off ({error}) after");
+                Some(self.fail(&what))
+            }
+            None if short(&self) => Some(self.fail("ended after")),
+            None => None,
+        };
+        match error {
+            Some(error) => Poll::Ready(Some(Err(error))),
+            None => Poll::Ready(frame),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed || (self.body.is_end_stream() && self.expected.is_none_or(|e| e == self.seen))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.expected {
+            Some(expected) => http_body::SizeHint::with_exact(expected.saturating_sub(self.seen)),
+            None => self.body.size_hint(),
+        }
+    }
 }
 
 /// Limits for one call, set in the request's extensions; a limit the host
@@ -178,6 +324,66 @@ mod tests {
                 .to_string()
                 .contains("needs a scheme and an authority")
         );
+    }
+
+    /// A response announcing `announced` bytes whose body streams `sent`.
+    fn checked(announced: &str, sent: &'static str) -> Body {
+        let mut response = http::Response::builder()
+            .header("content-length", announced)
+            .body(Body::from(sent))
+            .unwrap();
+        check_length(&mut response, "127.0.0.1:1".into());
+        response.into_body()
+    }
+
+    fn read(body: Body) -> Result<bytes::Bytes, BodyError> {
+        let mut read = std::pin::pin!(body.bytes_limited(1024));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match read.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(result) => result,
+            std::task::Poll::Pending => panic!("a ready body was pending"),
+        }
+    }
+
+    #[test]
+    fn a_response_body_short_of_its_content_length_is_an_error_never_fewer_bytes() {
+        let error = read(checked("57", "only twenty bytes...")).unwrap_err();
+        assert_eq!(error.status(), StatusCode::BAD_GATEWAY);
+        assert!(
+            error
+                .to_string()
+                .contains("ended after 20 bytes of its content-length of 57"),
+            "{error}"
+        );
+        let error = read(checked("3", "four")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("went past its end at 4 bytes of its content-length of 3"),
+            "{error}"
+        );
+        assert_eq!(read(checked("4", "four")).unwrap(), "four");
+    }
+
+    #[test]
+    fn hop_by_hop_fields_and_those_connection_names_are_removed() {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            ("connection", "close, X-Hop-Secret"),
+            ("x-hop-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("trailer", "x-sum"),
+            ("upgrade", "h2c"),
+            ("proxy-connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("x-end", "kept"),
+        ] {
+            headers.append(name, http::HeaderValue::from_static(value));
+        }
+        remove_hop_by_hop(&mut headers);
+        let left: Vec<_> = headers.keys().map(|name| name.as_str()).collect();
+        assert_eq!(left, ["x-end"]);
     }
 
     #[test]

@@ -30,10 +30,9 @@
 //! responses) and does not decide what an instance can import (`host/`
 //! does).
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -50,6 +49,7 @@ use wasmtime_wasi_http::handler::{
 
 pub mod config;
 pub(crate) mod request;
+mod slots;
 pub(crate) mod store;
 
 use crate::component::LoadedComponent;
@@ -59,6 +59,8 @@ use crate::metrics::{Metrics, RetireReason};
 use crate::units::HumanDuration;
 use config::EffectiveConfig;
 use request::RequestTicket;
+pub(crate) use slots::InstanceLimitError;
+use slots::{InstanceSlot, Slots};
 
 /// The least time instantiation is given when requests have a timeout.
 const INSTANTIATION_TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
@@ -182,8 +184,9 @@ enum EndCause {
 /// component.
 ///
 /// Clones are for the server's threads, one `ProxyHandler` each: they share
-/// the numbering, the `max_instances` slots and the metrics, so limits and
-/// ids hold across threads.
+/// the numbering, the `max_instances` slots (`slots.rs`: an idle instance
+/// on one thread steps down for a request on another) and the metrics, so
+/// limits and ids hold across threads.
 #[derive(Clone)]
 pub struct Instances {
     component: Arc<LoadedComponent>,
@@ -193,50 +196,10 @@ pub struct Instances {
     metrics: Arc<Metrics>,
     next_id: Arc<AtomicU64>,
     /// Instances alive or being created, against `max_instances`.
-    slots: Arc<AtomicU32>,
+    slots: Arc<Slots>,
     /// Set once the server stopped: instances dropped from then on are
     /// being torn down with the runtime, not failing.
     closing: Arc<AtomicBool>,
-}
-
-/// `--max-instances` instances are alive: no instance can be created until
-/// one is dropped.
-#[derive(Debug)]
-pub(crate) struct InstanceLimitError {
-    max: u32,
-}
-
-impl fmt::Display for InstanceLimitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "all {} instances allowed by --max-instances are in use",
-            self.max
-        )
-    }
-}
-
-impl std::error::Error for InstanceLimitError {}
-
-/// One of the `max_instances` slots, given back when dropped (with the
-/// worker that holds it, or with a failed instantiation).
-struct InstanceSlot(Arc<AtomicU32>);
-
-impl InstanceSlot {
-    fn take(slots: &Arc<AtomicU32>, max: u32) -> Option<Self> {
-        slots
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
-                (taken < max).then_some(taken + 1)
-            })
-            .ok()
-            .map(|_| Self(slots.clone()))
-    }
-}
-
-impl Drop for InstanceSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl Instances {
@@ -246,13 +209,14 @@ impl Instances {
         metrics: Arc<Metrics>,
         services: Arc<HostServices>,
     ) -> Self {
+        let max_instances = config.max_instances;
         Self {
             component: Arc::new(component),
             services,
             config,
             metrics,
             next_id: Arc::new(AtomicU64::new(1)),
-            slots: Arc::new(AtomicU32::new(0)),
+            slots: Slots::new(max_instances),
             closing: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -275,16 +239,9 @@ impl HandlerState for Instances {
     async fn instantiate(
         &self,
     ) -> wasmtime::Result<Instance<Host, InstanceExpiry, InstanceWorker>> {
-        let Some(slot) = InstanceSlot::take(&self.slots, self.config.max_instances) else {
-            tracing::debug!(
-                "no instance created: all {} allowed by --max-instances are in use",
-                self.config.max_instances
-            );
-            return Err(InstanceLimitError {
-                max: self.config.max_instances,
-            }
-            .into());
-        };
+        let slot = self.slots.take().await.inspect_err(|error| {
+            tracing::debug!("no instance created: {error}");
+        })?;
         let info = Arc::new(InstanceInfo::new(
             self.next_id.fetch_add(1, Ordering::Relaxed),
         ));
@@ -329,7 +286,7 @@ impl HandlerState for Instances {
             store,
             proxy,
             view: Host::http,
-            expiration: InstanceExpiry::new(info.clone(), &self.config),
+            expiration: InstanceExpiry::new(info.clone(), &self.config, self.slots.clone()),
             state: InstanceWorker {
                 info,
                 config: self.config.clone(),
@@ -495,6 +452,8 @@ fn lingering_grace(config: &EffectiveConfig) -> Duration {
 /// stuck in a busy loop or a blocking host call.
 pub struct InstanceExpiry {
     info: Arc<InstanceInfo>,
+    /// Where an idle instance hears that another thread needs its slot.
+    slots: Arc<Slots>,
     request_timeout: Option<Duration>,
     idle_timeout: Duration,
     /// The deadline the timer is armed for; re-armed when it changes.
@@ -503,14 +462,21 @@ pub struct InstanceExpiry {
 }
 
 impl InstanceExpiry {
-    fn new(info: Arc<InstanceInfo>, config: &EffectiveConfig) -> Self {
+    fn new(info: Arc<InstanceInfo>, config: &EffectiveConfig, slots: Arc<Slots>) -> Self {
         Self {
             info,
+            slots,
             request_timeout: config.request_timeout,
             idle_timeout: config.idle_instance_timeout,
             armed_for: None,
             timer: None,
         }
+    }
+}
+
+impl Drop for InstanceExpiry {
+    fn drop(&mut self) {
+        self.slots.not_idle(self.info.id);
     }
 }
 
@@ -522,6 +488,13 @@ impl WorkerExpiration for InstanceExpiry {
         start: Instant,
     ) -> Poll<()> {
         let this = self.get_mut();
+        if status != WorkerStatus::Idle {
+            this.slots.not_idle(this.info.id);
+        } else if this.slots.step_down(this.info.id, cx.waker()) {
+            // Its slot serves a request on another thread instead.
+            this.info.ending(EndCause::Idle);
+            return Poll::Ready(());
+        }
         let deadline = match (status, this.request_timeout) {
             (WorkerStatus::Idle, _) => start.checked_add(this.idle_timeout),
             // `start` is when the most recent outstanding request was

@@ -77,8 +77,10 @@ pub struct ServeOptions {
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
     pub request_queue_timeout: Duration,
 
-    /// Component instances alive at the same time; a request that needs
-    /// another gets 503 with Retry-After. Also sizes the pooling allocator.
+    /// Component instances alive at the same time, all threads together;
+    /// an instance idle on one thread steps down for a request on another,
+    /// and a request that needs another while all are busy gets 503 with
+    /// Retry-After. Also sizes the pooling allocator.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_INSTANCES)]
     pub max_instances: u32,
 

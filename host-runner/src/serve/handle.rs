@@ -64,6 +64,8 @@ async fn handle_request(
     mut request: Request<Incoming>,
 ) -> Response<ServedBody> {
     let config = &shared.config;
+    // Before wasmtime drops `Connection`, so the fields it names go too.
+    crate::hop_by_hop::remove(request.headers_mut());
     config.request_headers.apply(request.headers_mut());
     let id = shared.request_ids.assign(request.headers_mut());
     let ticket = Arc::new(RequestTicket::new(id));

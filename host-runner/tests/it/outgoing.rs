@@ -11,14 +11,14 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-const PROXIES: [&str; 2] = ["proxy_p3", "proxy_p2"];
+pub(crate) const PROXIES: [&str; 2] = ["proxy_p3", "proxy_p2"];
 
 /// How long a test waits for the backend to see a call abandoned.
 const ABANDON_WAIT: Duration = Duration::from_secs(10);
 
 /// Serves `guest` in front of `backend` with a `timeout_ms` deadline, one
 /// thread, debug headers, and p2 instances reused too.
-fn serve_proxy(guest: &str, backend: &str, timeout_ms: u64) -> RunningServer {
+pub(crate) fn serve_proxy(guest: &str, backend: &str, timeout_ms: u64) -> RunningServer {
     let backend = format!("BACKEND={backend}");
     let timeout = format!("TIMEOUT_MS={timeout_ms}");
     let args = [

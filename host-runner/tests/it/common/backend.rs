@@ -29,7 +29,12 @@ const LONGEST_WAIT: Duration = Duration::from_secs(30);
 /// - `/hold`: sends the head and a chunk at once, then a chunk every 50 ms
 ///   for [`LONGEST_WAIT`], unless the caller closes first;
 /// - `/fails-after?n=N`: answers `ok` to the first N calls, then closes
-///   each connection without an answer (a backend that goes down).
+///   each connection without an answer (a backend that goes down);
+/// - `/head`: answers with the request's head, as it arrived, as the body,
+///   and with hop-by-hop fields of its own (`connection: x-hop-back`,
+///   `x-hop-back`, `keep-alive`) beside an end-to-end `x-end`;
+/// - `/short?announce=N&send=M`: announces `content-length: N`, sends M
+///   bytes of [`pattern`] and closes (a backend that dies mid-body).
 pub(crate) struct Backend {
     /// `http://127.0.0.1:PORT`
     pub url: String,
@@ -87,6 +92,8 @@ pub(crate) fn pattern(len: usize) -> Vec<u8> {
 }
 
 struct Request {
+    /// The request line and header lines, as they arrived.
+    head: String,
     method: String,
     path: String,
     headers: Vec<(String, String)>,
@@ -107,6 +114,27 @@ fn serve(stream: TcpStream, abandoned: Sender<String>, calls_to_fail_after: &Ato
                 Duration::from_millis(query(&request.path, "ms") as u64),
             ),
             "/hold" => hold(stream),
+            "/head" => respond(
+                stream,
+                "200 OK",
+                &[
+                    ("connection", "x-hop-back"),
+                    ("x-hop-back", "backend-secret"),
+                    ("keep-alive", "timeout=5"),
+                    ("x-end", "kept"),
+                ],
+                request.head.as_bytes(),
+            ),
+            "/short" => {
+                let (announce, send) = (
+                    query(&request.path, "announce"),
+                    query(&request.path, "send"),
+                );
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {announce}\r\n\r\n");
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&pattern(send));
+                return; // closes the connection mid-body
+            }
             "/fails-after" => {
                 if calls_to_fail_after.fetch_add(1, Ordering::SeqCst) >= query(&request.path, "n") {
                     return; // closes the connection unanswered
@@ -144,10 +172,12 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>
         parts.next().unwrap_or("/"),
     );
     let (method, path) = (method.to_owned(), path.to_owned());
+    let mut head = line.clone();
     let mut headers = Vec::new();
     loop {
         line.clear();
         reader.read_line(&mut line)?;
+        head.push_str(&line);
         let trimmed = line.trim_end();
         if trimmed.is_empty() {
             break;
@@ -187,6 +217,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>
         reader.read_exact(&mut body)?;
     }
     Ok(Some(Request {
+        head,
         method,
         path,
         headers,
