@@ -39,8 +39,8 @@ demo: build
     @echo "Try: curl http://127.0.0.1:8080/"
     {{host}} serve --addr 127.0.0.1:8080 {{guests}}/hello_p3.wasm
 
-# Run the whole test suite: SDK unit and doc tests (every feature), then end to end over HTTP
-test: build sdk-checks
+# Run the whole test suite: SDK unit and doc tests (every feature), then end to end over HTTP; then the SDK's promises and the lints
+test: build && sdk-checks lint
     cargo test --release -p reprise -p reprise-policy -p host-runner --features reprise/json,reprise/tower
 
 # What the SDK promises beyond its tests: rustdoc without warnings, and the p2-only and p3-only builds
@@ -79,9 +79,10 @@ component-build:
 soak: build
     SOAK_REQUESTS=10000 cargo test --release -p host-runner --test it -- soak:: --nocapture
 
-# Format check and clippy, host and guests
+# Format check, clippy (host and guests) and the guide's links
 lint:
     cargo fmt --all -- --check
+    scripts/check-doc-links.py
     cargo clippy --release -p host-runner -p reprise-policy --all-targets -- -D warnings
     cargo clippy --release -p reprise-bench --all-targets -- -D warnings
     cargo clippy --release --target wasm32-wasip2 --workspace --exclude host-runner --exclude reprise-bench --all-targets -- -D warnings
