@@ -13,7 +13,10 @@ const MIB: u64 = 1 << 20;
 
 #[test]
 fn get_many_of_one_large_value_is_refused_before_the_host_copies_it() {
-    let server = RunningServer::start(&guest_wasm("kv_get_many_p3"), &["-Skeyvalue-in-memory"]);
+    let server = RunningServer::start(
+        &guest_wasm("kv_get_many_p3"),
+        &["-Skeyvalue", "-Skeyvalue-in-memory"],
+    );
     let fill = server
         .connect()
         .request("PUT", &format!("/fill?key=big&size={}", 32 * MIB), &[], b"")
