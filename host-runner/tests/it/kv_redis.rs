@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{RunningServer, guest_wasm};
 use crate::kv_durable::post_note;
+use crate::kv_limits::fills_three_keys_then_says_full_until_a_delete;
 
 /// A `redis-server` on a free loopback port, keeping nothing on disk,
 /// killed when dropped.
@@ -84,6 +85,18 @@ fn two_host_runners_on_one_redis_see_each_others_notes() {
     let deleted = b.connect().request("DELETE", "/notes/1", &[], b"");
     assert_eq!(deleted.expect("a response").status, 204);
     assert_eq!(a.get("/notes/1").status, 404);
+}
+
+#[test]
+fn a_redis_store_past_its_key_quota_says_so_until_a_note_is_deleted() {
+    let Some(redis) = Redis::start() else { return };
+    let store = format!("-Skeyvalue-redis={}", redis.url());
+    let server = RunningServer::start(
+        &guest_wasm("kv_notes_p3"),
+        &["-Skeyvalue", &store, "-Skeyvalue-max-keys=3"],
+    );
+    fills_three_keys_then_says_full_until_a_delete(&server);
+    assert_eq!(server.get("/notes/2").text(), "two");
 }
 
 #[test]

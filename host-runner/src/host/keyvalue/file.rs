@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
@@ -29,6 +30,13 @@ use super::{Backend, Budget, Error, Quota, create_parent, failed, next_counter};
 /// Reader connections kept for reuse; more are opened when needed and
 /// closed when returned past this many.
 const IDLE_READERS: usize = 16;
+
+/// How long a connection waits for a lock SQLite holds briefly (a
+/// checkpoint, a reader starting while the WAL is reset, another program
+/// such as the `sqlite3` shell writing) before the guest gets an error,
+/// rather than failing at once with "database is locked". Set on every
+/// connection, not left to the driver's default.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) struct FileStore {
     writer: Mutex<Writer>,
@@ -70,6 +78,7 @@ impl FileStore {
             )
         };
         let connection = Connection::open(path).map_err(cannot)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(cannot)?;
         connection
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
@@ -116,6 +125,10 @@ impl FileStore {
                 &self.path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
+            .and_then(|connection| {
+                connection.busy_timeout(BUSY_TIMEOUT)?;
+                Ok(connection)
+            })
             .map_err(|e| failed("open a reader", e))?,
         };
         let result = read(&connection).map_err(|e| failed("read", e));

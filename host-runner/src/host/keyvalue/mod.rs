@@ -176,8 +176,11 @@ impl std::fmt::Display for Location {
             ),
             // Only the address: the URL may carry a password.
             Self::Redis(url) => match redis::address(url) {
-                Some(address) => write!(f, "in Redis at {address}, shared"),
-                None => f.write_str("in Redis, shared"),
+                Some(address) => write!(
+                    f,
+                    "in Redis at {address} (shared with every host-runner given its URL)"
+                ),
+                None => f.write_str("in Redis (shared with every host-runner given its URL)"),
             },
         }
     }
@@ -243,8 +246,8 @@ impl Budget {
         if bytes > self.left {
             return Err(Error::Other(format!(
                 "reading {what} ({}) would copy more than this call may ({} left, the room in the instance's memory); read fewer or smaller values at once",
-                HumanSize(bytes),
-                HumanSize(self.left)
+                Rounded(bytes),
+                Rounded(self.left)
             )));
         }
         self.left -= bytes;
@@ -254,6 +257,22 @@ impl Budget {
     /// Whether `bytes` more would fit, without taking them.
     fn fits(&self, bytes: u64) -> bool {
         bytes <= self.left
+    }
+}
+
+/// A size as a person reads it: `254.9MiB`, not `267321320B` (the room
+/// left in an instance is rarely a round number).
+struct Rounded(u64);
+
+impl std::fmt::Display for Rounded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match [("GiB", 30), ("MiB", 20), ("KiB", 10)]
+            .into_iter()
+            .find(|(_, shift)| self.0 >= 1 << shift)
+        {
+            Some((unit, shift)) => write!(f, "{:.1}{unit}", self.0 as f64 / (1u64 << shift) as f64),
+            None => write!(f, "{}B", self.0),
+        }
     }
 }
 

@@ -6,8 +6,10 @@
 //! checked before a value is sent), so what a guest sees is what every other
 //! host sees. `list-keys` is Redis's `SCAN`, whose cursor is a `u64` as the
 //! WIT's is: a page costs its own size, and keys written or deleted during
-//! a listing may or may not appear (Redis's guarantee). How much the store
-//! holds is Redis's to bound (`maxmemory`); a write it refuses for memory
+//! a listing may or may not appear (Redis's guarantee). The quota is
+//! applied to keys only (`-Skeyvalue-max-keys`, against `DBSIZE`, the
+//! whole database): Redis keeps no running total of bytes, so bytes are
+//! Redis's own `maxmemory` to bound, and a write it refuses for memory
 //! answers the guest "store is full". The URL's password is never printed.
 //! This module does not pick a database or a key prefix for the guest: the
 //! URL's database number does that.
@@ -33,6 +35,31 @@ const GET_WITHIN: &str = "local total = 0 \
      for _, key in ipairs(KEYS) do total = total + redis.call('STRLEN', key) end \
      if total > tonumber(ARGV[1]) then return total end \
      return redis.call('MGET', unpack(KEYS))";
+
+/// Sets `KEYS[i]` to `ARGV[i + 1]` unless the keys new to the database
+/// would take it past `ARGV[1]` keys: 0 when written, else the number of
+/// keys it would have held. One script, so no other write slips between
+/// the count and the write.
+const SET_WITHIN: &str = "local new, seen = 0, {} \
+     for _, key in ipairs(KEYS) do \
+       if not seen[key] then \
+         seen[key] = true \
+         if redis.call('EXISTS', key) == 0 then new = new + 1 end \
+       end \
+     end \
+     local total = redis.call('DBSIZE') + new \
+     if new > 0 and total > tonumber(ARGV[1]) then return total end \
+     for i, key in ipairs(KEYS) do redis.call('SET', key, ARGV[i + 1]) end \
+     return 0";
+
+/// `INCRBY KEYS[1] ARGV[2]` unless the key is new and the database already
+/// holds `ARGV[1]` keys: `{1, counter}` when incremented, else `{0, keys it
+/// would have held}`.
+const INCREMENT_WITHIN: &str = "if redis.call('EXISTS', KEYS[1]) == 0 then \
+       local total = redis.call('DBSIZE') + 1 \
+       if total > tonumber(ARGV[1]) then return {0, total} end \
+     end \
+     return {1, redis.call('INCRBY', KEYS[1], ARGV[2])}";
 
 pub(super) struct RedisStore {
     client: Client,
@@ -111,6 +138,14 @@ fn describe(error: &RedisError) -> String {
     error.to_string().replace('\n', " ")
 }
 
+/// The quota's refusal on Redis, where it counts keys only.
+fn full(quota: &Quota) -> Error {
+    Error::Other(format!(
+        "the key-value store is full (its Redis database may hold {} keys); delete keys before writing more, or raise -Skeyvalue-max-keys",
+        quota.max_keys
+    ))
+}
+
 fn refused(what: &str, error: RedisError) -> Error {
     if error.code() == Some("OOM") {
         return Error::Other(
@@ -169,16 +204,26 @@ impl Backend for RedisStore {
         Ok(values)
     }
 
-    fn set_many(&self, entries: Vec<(String, Vec<u8>)>, _: &Quota) -> Result<(), Error> {
+    fn set_many(&self, entries: Vec<(String, Vec<u8>)>, quota: &Quota) -> Result<(), Error> {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut command = redis::cmd("MSET");
-        for (key, value) in &entries {
-            command.arg(key).arg(value);
+        let mut command = redis::cmd("EVAL");
+        command.arg(SET_WITHIN).arg(entries.len());
+        for (key, _) in &entries {
+            command.arg(key);
         }
-        self.run(|c| command.query::<()>(c))
-            .map_err(|e| refused("write", e))
+        command.arg(quota.max_keys);
+        for (_, value) in &entries {
+            command.arg(value);
+        }
+        let would_hold: u64 = self
+            .run(|c| command.query(c))
+            .map_err(|e| refused("write", e))?;
+        match would_hold {
+            0 => Ok(()),
+            _ => Err(full(quota)),
+        }
     }
 
     fn delete_many(&self, keys: &[String]) -> Result<(), Error> {
@@ -215,15 +260,26 @@ impl Backend for RedisStore {
         Ok((keys, (next != 0).then_some(next)))
     }
 
-    fn increment(&self, key: &str, delta: u64, _: &Quota) -> Result<u64, Error> {
+    fn increment(&self, key: &str, delta: u64, quota: &Quota) -> Result<u64, Error> {
         let delta = i64::try_from(delta).map_err(|_| {
             Error::Other(format!(
                 "Redis cannot add {delta} to a counter: it is more than i64::MAX"
             ))
         })?;
-        let next: i64 = self
-            .run(|c| redis::cmd("INCRBY").arg(key).arg(delta).query(c))
+        let (incremented, next): (u8, i64) = self
+            .run(|c| {
+                redis::cmd("EVAL")
+                    .arg(INCREMENT_WITHIN)
+                    .arg(1)
+                    .arg(key)
+                    .arg(quota.max_keys)
+                    .arg(delta)
+                    .query(c)
+            })
             .map_err(|e| refused("increment a counter", e))?;
+        if incremented == 0 {
+            return Err(full(quota));
+        }
         u64::try_from(next).map_err(|_| failed("increment a counter", "the counter is negative"))
     }
 
