@@ -2,7 +2,7 @@
 //! `--header` replacements, the request id, the body-size limit, a slot
 //! among `--max-concurrent-requests` (waiting at most
 //! `--request-queue-timeout`), the debug headers, and a response for every
-//! failure. The response body keeps its request counted as in flight until
+//! failure (408 for a body that stopped arriving). The response body keeps its request counted as in flight until
 //! it is sent, and a body that fails after its head went out is counted as
 //! cut off.
 //!
@@ -26,6 +26,7 @@ use wasmtime_wasi_http::WasiBody;
 
 use super::failure::Failure;
 use super::read_ahead::read_ahead;
+use super::request_body::RequestBody;
 use super::response::checked;
 use super::{INSTANCE_HEADER, INSTANCE_REQUEST_HEADER, Shared};
 use crate::instance::config::EffectiveConfig;
@@ -94,10 +95,13 @@ async fn handle_request(
 
     let too_large = Arc::new(AtomicBool::new(false));
     let limit = config.max_request_body_size;
-    let request = request.map(|body| {
+    let (request, body_handle) = {
+        let (parts, body) = request.into_parts();
         let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
-        LimitedBody::new(body, limit, too_large.clone()).boxed_unsync()
-    });
+        let (body, handle) = RequestBody::new(body, config.request_body_idle_timeout);
+        let body = LimitedBody::new(body.boxed_unsync(), limit, too_large.clone());
+        (Request::from_parts(parts, body.boxed_unsync()), handle)
+    };
     let (request, recording) = match &shared.recorder {
         Some(recorder) => {
             let (request, recording) = recorder.tap(request);
@@ -119,6 +123,14 @@ async fn handle_request(
     let (mut response, outcome) = match result {
         // Whatever the guest made of the failed read, the cause was the
         // client's body.
+        _ if body_handle.stalled() => {
+            log_request!(
+                debug,
+                ticket,
+                "{method} {path} -> 408: the request body stopped arriving"
+            );
+            (Failure::BodyIdle.response(config), Outcome::BodyIdle)
+        }
         _ if too_large.load(Ordering::Relaxed) => {
             log_request!(
                 debug,
@@ -166,6 +178,11 @@ async fn handle_request(
                     crate::errors::one_line(&error)
                 ),
             }
+            // The guest's store holds the body until its instance goes
+            // (a timeout later for a timed-out request): let go now, so
+            // that hyper stops waiting for a body nobody will read and
+            // closes a connection whose client is still sending one.
+            body_handle.let_go();
             (failure.response(config), failure.outcome())
         }
     };
