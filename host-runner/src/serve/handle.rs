@@ -1,5 +1,5 @@
 //! One request, from hyper to the `ProxyHandler` and back: the
-//! `--header` replacements, the request id, the body-size limit, a slot
+//! authority from `Host`, the `--header` replacements, the request id, the body-size limit, a slot
 //! among `--max-concurrent-requests` (waiting at most
 //! `--request-queue-timeout`), the debug headers, and a response for every
 //! failure (408 for a body that stopped arriving). The response body keeps its request counted as in flight until
@@ -67,6 +67,7 @@ async fn handle_request(
     let config = &shared.config;
     // Before wasmtime drops `Connection`, so the fields it names go too.
     crate::hop_by_hop::remove(request.headers_mut());
+    authority_from_host(&mut request);
     config.request_headers.apply(request.headers_mut());
     let id = shared.request_ids.assign(request.headers_mut());
     let ticket = Arc::new(RequestTicket::new(id));
@@ -205,6 +206,33 @@ async fn handle_request(
         _permit: permit,
         in_flight,
     })
+}
+
+/// Gives an origin-form request (`GET /path`, what HTTP/1.1 clients send)
+/// the authority its `Host` header names. wasmtime hands a p2 guest the
+/// `Host` header as the authority but a p3 guest only the URI's, so without
+/// this a p3 guest saw none. A `Host` that is not a valid authority is left
+/// as it is.
+fn authority_from_host(request: &mut Request<Incoming>) {
+    if request.uri().authority().is_some() {
+        return;
+    }
+    let Some(authority) = request
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|host| hyper::http::uri::Authority::try_from(host.as_bytes()).ok())
+    else {
+        return;
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.scheme = Some(hyper::http::uri::Scheme::HTTP);
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static("/"));
+    }
+    if let Ok(uri) = hyper::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
 }
 
 /// Waits up to `wait` for one of the concurrent request slots.

@@ -88,3 +88,18 @@ fn a_request_body_that_stops_arriving_gets_408_and_its_connection_closed() {
         (200, "read 5 bytes\n")
     );
 }
+
+#[test]
+fn a_p3_guest_sees_the_authority_of_an_origin_form_request_from_its_host_header() {
+    let server = RunningServer::start(&guest_wasm("borrow_across_await_p3"), &[]);
+    let mut connection = server.connect();
+    connection
+        .send_raw(b"GET /where?q=1 HTTP/1.1\r\nHost: example.test:8080\r\n\r\n")
+        .unwrap();
+    let response = connection.read_next_response().unwrap();
+    // The guest echoes the URI it was given, as p2 guests see it too.
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "noted http://example.test:8080/where?q=1\n")
+    );
+}
