@@ -62,6 +62,11 @@ impl ReusePolicy {
         let object = json
             .as_object()
             .ok_or_else(|| invalid("expected a JSON object"))?;
+        // A JSON map keeps the last of two equal keys; which one a reader
+        // honours must not depend on the reader.
+        if let Some(key) = duplicate_key(payload) {
+            return Err(invalid(format!("field `{key}` is given twice")));
+        }
         match object.get("version").and_then(Value::as_u64) {
             Some(1) => {}
             Some(other) => {
@@ -110,6 +115,44 @@ impl ReusePolicy {
     }
 }
 
+/// The first key that occurs twice in the top-level object of `payload`,
+/// which must be valid JSON. Keys are compared decoded (`"\u0076ersion"`
+/// is `version`).
+fn duplicate_key(payload: &[u8]) -> Option<String> {
+    let mut seen = Vec::new();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < payload.len() {
+        match payload[i] {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < payload.len() && payload[i] != b'"' {
+                    // Skips the escaped byte, a quote included.
+                    i += if payload[i] == b'\\' { 2 } else { 1 };
+                }
+                let rest = payload.get(i + 1..).unwrap_or_default();
+                let is_key = rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b':');
+                if depth == 1
+                    && is_key
+                    && let Some(raw) = payload.get(start..=i)
+                    && let Ok(key) = serde_json::from_slice::<String>(raw)
+                {
+                    if seen.contains(&key) {
+                        return Some(key);
+                    }
+                    seen.push(key);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +186,25 @@ mod tests {
         assert_eq!(policy.concurrency_limit(), Some(4));
         assert_eq!(policy.request_limit(), Some(9));
         assert_eq!(policy.memory_limit(), Some(1024));
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused_by_name() {
+        let error =
+            parse(br#"{"version":1,"reuse":"concurrent","max_requests":5,"max_requests":1}"#)
+                .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid `reprise:reuse-policy` section: field `max_requests` is given twice"
+        );
+        let error =
+            parse(br#"{"version":1,"reuse":"never","\u0072euse":"concurrent"}"#).unwrap_err();
+        assert!(error.to_string().contains("field `reuse` is given twice"));
+        // Equal keys in a nested value, or a key's text inside a string,
+        // are not duplicates.
+        assert!(
+            parse(br#"{"version":1,"reuse":"serial","x":{"a":1,"a":2},"y":"\"reuse\":"}"#).is_ok()
+        );
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct EffectiveConfig {
     pub max_instances: u32,
     /// How long a client may take to send a request's headers.
     pub header_read_timeout: Option<Duration>,
+    /// How long a request body may stop arriving while the guest waits.
+    pub request_body_idle_timeout: Option<Duration>,
     /// Format of host-runner's log lines (and of guest output in JSON).
     pub log_format: LogFormat,
     /// Threads serving connections, each with its own instances (at least 1).
@@ -213,6 +215,8 @@ impl EffectiveConfig {
             max_instances: options.max_instances.max(1),
             // Zero would close every connection before its first byte.
             header_read_timeout: Some(options.header_read_timeout).filter(|t| !t.is_zero()),
+            request_body_idle_timeout: Some(options.request_body_idle_timeout)
+                .filter(|t| !t.is_zero()),
             log_format: options.log_format,
             threads: options.threads.map_or_else(cores, |n| n as usize).max(1),
         }

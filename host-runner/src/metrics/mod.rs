@@ -79,18 +79,21 @@ pub(crate) enum Outcome {
     Instantiation,
     /// 413: the body was over `--max-request-body-size`.
     TooLarge,
+    /// 408: the body stopped arriving for `--request-body-idle-timeout`.
+    BodyIdle,
     /// 500: any other failure to produce a response.
     Error,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 7] = [
+    const ALL: [Outcome; 8] = [
         Outcome::Ok,
         Outcome::Timeout,
         Outcome::Trap,
         Outcome::Overload,
         Outcome::Instantiation,
         Outcome::TooLarge,
+        Outcome::BodyIdle,
         Outcome::Error,
     ];
 
@@ -102,6 +105,7 @@ impl Outcome {
             Outcome::Overload => "overload",
             Outcome::Instantiation => "instantiation",
             Outcome::TooLarge => "too_large",
+            Outcome::BodyIdle => "body_idle",
             Outcome::Error => "error",
         }
     }
@@ -386,6 +390,7 @@ mod tests {
             "reprise_instances_retired_total{reason=\"guest\"} 0",
             "reprise_requests_total{outcome=\"ok\"} 1",
             "reprise_requests_total{outcome=\"too_large\"} 0",
+            "reprise_requests_total{outcome=\"body_idle\"} 0",
             "reprise_requests_in_flight 0",
             "reprise_responses_cut_off_total 0",
             "reprise_instance_requests_bucket{le=\"1\"} 1",

@@ -90,6 +90,12 @@ pub struct ServeOptions {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
+    /// How long a request body may stop arriving, while the component
+    /// waits for it, before the request gets 408 and its connection is
+    /// closed; 0 for no limit.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub request_body_idle_timeout: Duration,
+
     /// Client connections open at the same time; more wait to be accepted
     /// [default: no limit].
     #[arg(long, value_name = "N")]

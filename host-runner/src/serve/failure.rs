@@ -3,7 +3,8 @@
 //! outcome the metrics count. 504 timed out; 500 trapped, no response or a
 //! body that did not match its `content-length`; 503 (with `Retry-After`)
 //! when every request slot or instance is taken; 503 when instantiation
-//! fails; 413 for a body over `--max-request-body-size`.
+//! fails; 413 for a body over `--max-request-body-size`; 408 for a body
+//! that stopped arriving (`--request-body-idle-timeout`).
 //!
 //! Clients only ever see a one-line reason; the detailed error (guest
 //! backtrace included) is logged by the request handler. This module does
@@ -41,6 +42,8 @@ pub(super) enum Failure {
     WrongLength,
     Overloaded,
     TooLarge,
+    /// The request body stopped arriving (`--request-body-idle-timeout`).
+    BodyIdle,
 }
 
 impl Failure {
@@ -84,6 +87,7 @@ impl Failure {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Failure::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::BodyIdle => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -95,6 +99,7 @@ impl Failure {
             Failure::NoResponse | Failure::WrongLength => Outcome::Error,
             Failure::Overloaded => Outcome::Overload,
             Failure::TooLarge => Outcome::TooLarge,
+            Failure::BodyIdle => Outcome::BodyIdle,
         }
     }
 
@@ -124,6 +129,10 @@ impl Failure {
                 "request body too large: the limit is {}",
                 HumanSize(config.max_request_body_size)
             ),
+            (Failure::BodyIdle, _) => format!(
+                "request body stalled: nothing arrived for {}",
+                HumanDuration(config.request_body_idle_timeout.unwrap_or_default())
+            ),
         }
     }
 
@@ -137,7 +146,7 @@ impl Failure {
             }
             // The rest of the body may still be on its way; the connection
             // cannot carry another request after it.
-            Failure::TooLarge => {
+            Failure::TooLarge | Failure::BodyIdle => {
                 headers.insert(CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}

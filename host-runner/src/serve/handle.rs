@@ -1,8 +1,8 @@
 //! One request, from hyper to the `ProxyHandler` and back: the
-//! `--header` replacements, the request id, the body-size limit, a slot
+//! authority from `Host`, the `--header` replacements, the request id, the body-size limit, a slot
 //! among `--max-concurrent-requests` (waiting at most
 //! `--request-queue-timeout`), the debug headers, and a response for every
-//! failure. The response body keeps its request counted as in flight until
+//! failure (408 for a body that stopped arriving). The response body keeps its request counted as in flight until
 //! it is sent, and a body that fails after its head went out is counted as
 //! cut off.
 //!
@@ -26,6 +26,7 @@ use wasmtime_wasi_http::WasiBody;
 
 use super::failure::Failure;
 use super::read_ahead::read_ahead;
+use super::request_body::RequestBody;
 use super::response::checked;
 use super::{INSTANCE_HEADER, INSTANCE_REQUEST_HEADER, Shared};
 use crate::instance::config::EffectiveConfig;
@@ -66,6 +67,7 @@ async fn handle_request(
     let config = &shared.config;
     // Before wasmtime drops `Connection`, so the fields it names go too.
     crate::hop_by_hop::remove(request.headers_mut());
+    authority_from_host(&mut request);
     config.request_headers.apply(request.headers_mut());
     let id = shared.request_ids.assign(request.headers_mut());
     let ticket = Arc::new(RequestTicket::new(id));
@@ -94,10 +96,13 @@ async fn handle_request(
 
     let too_large = Arc::new(AtomicBool::new(false));
     let limit = config.max_request_body_size;
-    let request = request.map(|body| {
+    let (request, body_handle) = {
+        let (parts, body) = request.into_parts();
         let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
-        LimitedBody::new(body, limit, too_large.clone()).boxed_unsync()
-    });
+        let (body, handle) = RequestBody::new(body, config.request_body_idle_timeout);
+        let body = LimitedBody::new(body.boxed_unsync(), limit, too_large.clone());
+        (Request::from_parts(parts, body.boxed_unsync()), handle)
+    };
     let (request, recording) = match &shared.recorder {
         Some(recorder) => {
             let (request, recording) = recorder.tap(request);
@@ -119,6 +124,14 @@ async fn handle_request(
     let (mut response, outcome) = match result {
         // Whatever the guest made of the failed read, the cause was the
         // client's body.
+        _ if body_handle.stalled() => {
+            log_request!(
+                debug,
+                ticket,
+                "{method} {path} -> 408: the request body stopped arriving"
+            );
+            (Failure::BodyIdle.response(config), Outcome::BodyIdle)
+        }
         _ if too_large.load(Ordering::Relaxed) => {
             log_request!(
                 debug,
@@ -166,6 +179,11 @@ async fn handle_request(
                     crate::errors::one_line(&error)
                 ),
             }
+            // The guest's store holds the body until its instance goes
+            // (a timeout later for a timed-out request): let go now, so
+            // that hyper stops waiting for a body nobody will read and
+            // closes a connection whose client is still sending one.
+            body_handle.let_go();
             (failure.response(config), failure.outcome())
         }
     };
@@ -188,6 +206,33 @@ async fn handle_request(
         _permit: permit,
         in_flight,
     })
+}
+
+/// Gives an origin-form request (`GET /path`, what HTTP/1.1 clients send)
+/// the authority its `Host` header names. wasmtime hands a p2 guest the
+/// `Host` header as the authority but a p3 guest only the URI's, so without
+/// this a p3 guest saw none. A `Host` that is not a valid authority is left
+/// as it is.
+fn authority_from_host(request: &mut Request<Incoming>) {
+    if request.uri().authority().is_some() {
+        return;
+    }
+    let Some(authority) = request
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|host| hyper::http::uri::Authority::try_from(host.as_bytes()).ok())
+    else {
+        return;
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.scheme = Some(hyper::http::uri::Scheme::HTTP);
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static("/"));
+    }
+    if let Ok(uri) = hyper::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
 }
 
 /// Waits up to `wait` for one of the concurrent request slots.

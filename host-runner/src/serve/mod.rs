@@ -28,6 +28,7 @@ mod handle;
 mod listeners;
 mod read_ahead;
 mod record;
+mod request_body;
 mod response;
 
 use std::net::SocketAddr;
