@@ -1,7 +1,7 @@
 //! Keep-alive connections for guests' outgoing HTTP, reused across requests
 //! and instances: one pool per server, keyed by origin (scheme, host as the
-//! guest wrote it, port), bounded per origin and in total, each idle
-//! connection closed after `--outbound-idle-timeout`.
+//! guest wrote it, port) and serving thread, bounded per origin and in
+//! total, each idle connection closed after `--outbound-idle-timeout`.
 //!
 //! A connection is opened for one origin and only ever carries requests to
 //! that exact origin, and [`crate::outbound`] decides whether a request may
@@ -78,12 +78,19 @@ struct Idle {
     reaper: bool,
 }
 
-/// Where a connection goes: scheme, host as written (lower-cased) and port.
+/// Where a connection goes: scheme, host as written (lower-cased) and port;
+/// and the thread that drives it.
+///
+/// The thread is part of the key because a connection's I/O runs as a task
+/// on the serving thread that opened it: reused from that thread only, its
+/// response is read and it is back in the pool before that thread takes its
+/// next request, and a thread busy in guest code delays only its own calls.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Origin {
     scheme: Scheme,
     host: String,
     port: u16,
+    thread: std::thread::ThreadId,
 }
 
 /// One open connection, idle or carrying a request.
@@ -327,6 +334,7 @@ impl Origin {
             scheme,
             host: host.to_ascii_lowercase(),
             port,
+            thread: std::thread::current().id(),
         })
     }
 }

@@ -14,10 +14,16 @@ use crate::common::{RunningServer, guest_wasm};
 
 const OPENED: &str = "reprise_outbound_connections_opened_total";
 
-/// Serves the `proxy-p3` sample in front of `backend` with `flags`.
+/// Serves the `proxy-p3` sample in front of `backend` with `flags`, on one
+/// serving thread (connections are pooled per serving thread).
 fn proxy(backend: &Backend, flags: &[&str]) -> RunningServer {
     let target = format!("BACKEND={}", backend.url);
-    let mut args = vec!["--env", &target, "--metrics-addr=127.0.0.1:0"];
+    let mut args = vec![
+        "--env",
+        &target,
+        "--metrics-addr=127.0.0.1:0",
+        "--threads=1",
+    ];
     args.extend_from_slice(flags);
     RunningServer::start(&guest_wasm("proxy_p3"), &args)
 }
@@ -70,7 +76,7 @@ fn a_denied_destination_is_refused_while_a_pooled_connection_to_an_allowed_one_i
     let port = allowed_addr.rsplit_once(':').expect("a port").1.to_owned();
     let server = RunningServer::start(
         &guest_wasm("fetch_p2"),
-        &["--allow-outbound", &allowed_addr],
+        &["--allow-outbound", &allowed_addr, "--threads=1"],
     );
     for _ in 0..2 {
         let response = server.get(&format!("/?to={allowed_addr}"));
@@ -86,7 +92,11 @@ fn a_denied_destination_is_refused_while_a_pooled_connection_to_an_allowed_one_i
     for denied in [format!("localhost:{port}"), other.addr.to_string()] {
         let response = server.get(&format!("/?to={denied}"));
         assert_eq!(response.status, 502, "{denied}: {}", response.text());
-        assert_eq!(response.text(), "error ErrorCode::HttpRequestDenied", "{denied}");
+        assert_eq!(
+            response.text(),
+            "error ErrorCode::HttpRequestDenied",
+            "{denied}"
+        );
     }
     assert_eq!(
         allowed.requests(),
