@@ -44,9 +44,9 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
 /// Idle connections kept for one origin: beyond it, a connection whose
 /// request is done is closed instead of kept.
-pub(crate) const MAX_IDLE_PER_ORIGIN: usize = 64;
+pub(crate) const MAX_IDLE_PER_ORIGIN: usize = 256;
 /// Idle connections kept for all origins together.
-pub(crate) const MAX_IDLE_TOTAL: usize = 512;
+pub(crate) const MAX_IDLE_TOTAL: usize = 1024;
 /// What a guest gets when it sets no timeout, as in `wasmtime-wasi-http`'s
 /// own sender.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
