@@ -42,8 +42,10 @@ use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
-/// Idle connections kept for one origin: beyond it, a connection whose
-/// request is done is closed instead of kept.
+/// Idle connections kept for one origin (on one serving thread): beyond
+/// it, a connection whose request is done is closed instead of kept. A
+/// backend behind a few hundred concurrent calls needs as many; keeping
+/// fewer makes the pool open and close connections under that load.
 pub(crate) const MAX_IDLE_PER_ORIGIN: usize = 256;
 /// Idle connections kept for all origins together.
 pub(crate) const MAX_IDLE_TOTAL: usize = 1024;
