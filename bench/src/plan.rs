@@ -148,13 +148,19 @@ pub struct Config {
     pub flags: Vec<&'static str>,
     pub workload: Workload,
     pub load: Load,
+    /// What sets this row apart from the row of the same server, component
+    /// and reuse (e.g. `no pool`), in its label; `None` for that row.
+    pub variant: Option<&'static str>,
 }
 
 impl Config {
     /// A label unique within the plan, e.g. `host-runner hello-p3 reuse`.
     pub fn label(&self) -> String {
         match self.component {
-            Some(component) => format!("{} {component} {}", self.server, self.reuse),
+            Some(component) => {
+                let variant = self.variant.map(|v| format!(" {v}")).unwrap_or_default();
+                format!("{} {component} {}{variant}", self.server, self.reuse)
+            }
             None => self.server.to_string(),
         }
     }
@@ -191,6 +197,7 @@ pub fn all() -> Vec<Config> {
         flags: Vec::new(),
         workload: Workload::Hello,
         load: HELLO_LOAD,
+        variant: None,
     });
     for reuse in [Reuse::On, Reuse::Serial, Reuse::Off] {
         plan.push(Config {
@@ -200,6 +207,7 @@ pub fn all() -> Vec<Config> {
             flags: reuse_flags("sleep-p3", reuse),
             workload: Workload::IoBound,
             load: IO_LOAD,
+            variant: None,
         });
     }
     for server in [ServerKind::HostRunner, ServerKind::Wasmtime] {
@@ -211,9 +219,23 @@ pub fn all() -> Vec<Config> {
                 flags: reuse_flags("proxy-p3", reuse),
                 workload: Workload::Proxy,
                 load: PROXY_LOAD,
+                variant: None,
             });
         }
     }
+    // host-runner's proxy with outbound connections not kept (one per
+    // call, as `wasmtime serve` does): what the pool saves.
+    let mut flags = reuse_flags("proxy-p3", Reuse::On);
+    flags.push("--outbound-idle-timeout=0");
+    plan.push(Config {
+        server: ServerKind::HostRunner,
+        component: Some("proxy-p3"),
+        reuse: Reuse::On,
+        flags,
+        workload: Workload::Proxy,
+        load: PROXY_LOAD,
+        variant: Some("no pool"),
+    });
     plan
 }
 
@@ -225,6 +247,7 @@ fn hello(server: ServerKind, component: &'static str, reuse: Reuse) -> Config {
         flags: reuse_flags(component, reuse),
         workload: Workload::Hello,
         load: HELLO_LOAD,
+        variant: None,
     }
 }
 

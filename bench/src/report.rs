@@ -114,18 +114,19 @@ fn describe_environment(out: &mut String, env: &Environment) {
 /// commands.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| # | Server | Component | Reuse | Requests/s | p50 | p99 | CPU/request | Busiest thread | Instances | Peak RSS | Errors |\n\
-         |--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+        "| # | Server | Component | Reuse | Requests/s | p50 | p99 | CPU/request | Busiest thread | Instances | Outbound conns / 1k req | Peak RSS | Errors |\n\
+         |--:|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
     );
     for (number, row) in rows.iter().enumerate() {
         let config = &row.config;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {}{} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
             number + 1,
             config.server,
             config.component.unwrap_or("(none)"),
             config.reuse,
+            config.variant.map(|v| format!(", {v}")).unwrap_or_default(),
             row.requests_per_sec(),
             latency(row.p50()),
             latency(row.p99()),
@@ -134,6 +135,9 @@ pub fn table(rows: &[Row]) -> String {
             row.busiest_thread_share()
                 .map_or("n/a".into(), |share| format!("{:.0}%", share * 100.0)),
             row.instances().map_or("n/a".into(), |n| format!("{n:.0}")),
+            (row.outbound_per_1000())
+                .filter(|_| config.workload == Workload::Proxy)
+                .map_or("n/a".into(), |n| format!("{n:.1}")),
             row.peak_rss_kib.map_or("n/a".into(), mebibytes),
             row.errors(),
         );
@@ -229,6 +233,7 @@ fn find<'a>(rows: &'a [Row], server: ServerKind, component: &str, reuse: Reuse) 
         row.config.server == server
             && row.config.component == Some(component)
             && row.config.reuse == reuse
+            && row.config.variant.is_none()
     })
 }
 
@@ -316,6 +321,19 @@ fn all_ratios(rows: &[Row]) -> Vec<Ratio> {
         Workload::Proxy,
         "proxy-p3 to a 40 ms backend, 200 connections",
     ));
+    let no_pool = rows
+        .iter()
+        .find(|row| row.config.server == hr && row.config.variant == Some("no pool"));
+    for (name, metric) in [
+        ("CPU/request", cpu_per_request as Metric),
+        ("requests/s", requests_per_sec),
+    ] {
+        out.push(ratio(
+            format!("proxy-p3: {name}, outbound pool / no pool (one connection per call)"),
+            quotient(on_host_runner("proxy-p3", Reuse::On), no_pool, metric),
+            None,
+        ));
+    }
     out
 }
 
@@ -374,6 +392,7 @@ fn io_bound_ratios(rows: &[Row], workload: Workload, title: &str) -> Vec<Ratio> 
             row.config.server == ServerKind::HostRunner
                 && row.config.workload == workload
                 && row.config.reuse == reuse
+                && row.config.variant.is_none()
         })
     };
     let of = |reuse, metric: fn(&Row) -> Option<f64>| io(reuse).and_then(metric);

@@ -23,6 +23,9 @@ pub struct Row {
     /// Instances created during each measured run (host-runner with
     /// metrics only).
     pub instances: Vec<u64>,
+    /// Outgoing connections host-runner opened per 1,000 requests in each
+    /// measured run (host-runner with metrics only).
+    pub outbound_per_1000: Vec<f64>,
     /// The share of each measured run's requests that the busiest serving
     /// thread got (host-runner with metrics only; 0.5 is an even split on
     /// two threads).
@@ -73,6 +76,10 @@ impl Row {
     pub fn busiest_thread_share(&self) -> Option<f64> {
         (!self.busiest_thread_share.is_empty())
             .then(|| median(self.busiest_thread_share.iter().copied()))
+    }
+
+    pub fn outbound_per_1000(&self) -> Option<f64> {
+        (!self.outbound_per_1000.is_empty()).then(|| median(self.outbound_per_1000.iter().copied()))
     }
 
     pub fn instances(&self) -> Option<f64> {

@@ -149,6 +149,7 @@ fn start(
         samples: Vec::new(),
         cpu_per_request: Vec::new(),
         instances: Vec::new(),
+        outbound_per_1000: Vec::new(),
         busiest_thread_share: Vec::new(),
         peak_rss_kib: None,
     };
@@ -234,6 +235,16 @@ fn measure(live: &mut Live, seconds: u64, (round, rounds): (u32, u32)) -> anyhow
         live.row
             .instances
             .push(after.instances_created - before.instances_created);
+        if let (Some(before), Some(after), true) = (
+            before.outbound_opened,
+            after.outbound_opened,
+            sample.requests > 0,
+        ) {
+            let opened = (after - before) as f64;
+            live.row
+                .outbound_per_1000
+                .push(opened * 1000.0 / sample.requests as f64);
+        }
         if let Some(share) = busiest_share(&before.thread_requests, &after.thread_requests) {
             live.row.busiest_thread_share.push(share);
         }

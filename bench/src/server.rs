@@ -32,6 +32,10 @@ const METRICS: &str = "Metrics on http://";
 /// The host-runner counter of instances created.
 const INSTANCES_CREATED: &str = "reprise_instances_created_total";
 
+/// The host-runner counter of connections opened for guests' outgoing
+/// HTTP.
+const OUTBOUND_OPENED: &str = "reprise_outbound_connections_opened_total";
+
 /// The host-runner counter of requests each serving thread received.
 const THREAD_REQUESTS: &str = "reprise_thread_requests_total";
 
@@ -56,6 +60,8 @@ impl fmt::Display for CommandLine {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Counters {
     pub instances_created: u64,
+    /// `None` from a host-runner without the counter.
+    pub outbound_opened: Option<u64>,
     /// Requests received by each serving thread, in thread order.
     pub thread_requests: Vec<u64>,
 }
@@ -136,6 +142,7 @@ impl Running {
             .ok()?;
         Some(Counters {
             instances_created: parse_counter(&text, INSTANCES_CREATED)?,
+            outbound_opened: parse_counter(&text, OUTBOUND_OPENED),
             thread_requests: parse_per_label(&text, THREAD_REQUESTS),
         })
     }

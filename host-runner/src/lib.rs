@@ -31,6 +31,7 @@
 //!   library's options in one clap struct; [`options::wasmtime_flags`] reads
 //!   `wasmtime serve`'s spellings (`-S`, `-W`, `--header`, `--env NAME`);
 //! - [`outbound`]: which hosts a guest may send HTTP requests to;
+//! - `pool`: keep-alive connections for that outgoing HTTP, per origin;
 //! - `hop_by_hop`: the connection's own header fields (RFC 9110 §7.6.1),
 //!   removed from what a guest receives and sends;
 //! - `metrics`: counters and histograms; `metrics/endpoint.rs` serves them
@@ -74,6 +75,7 @@ const LAYERS: &[&[&str]] = &[
     &["host", "logging"],
     &["options"],
     &["outbound"],
+    &["pool"],
     &["hop_by_hop"],
     &["metrics::endpoint"],
     &["metrics"],
@@ -96,6 +98,7 @@ pub mod logging;
 mod metrics;
 pub mod options;
 pub mod outbound;
+mod pool;
 mod record_line;
 pub mod serve;
 pub mod shutdown;

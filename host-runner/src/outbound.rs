@@ -161,6 +161,9 @@ pub(crate) struct HttpHooks {
     pub(crate) p2_outgoing_body_buffer_chunks: Option<usize>,
     pub(crate) p2_outgoing_body_chunk_size: Option<usize>,
     pub(crate) failed_calls: Option<Arc<FailedCalls>>,
+    /// The server's keep-alive connections; `None` (`check`): a new
+    /// connection per request.
+    pub(crate) pool: Option<Arc<crate::pool::Pool>>,
 }
 
 /// Outgoing calls that failed, one line each (`GET http://…: connection
@@ -222,17 +225,13 @@ impl WasiHttpHooks for HttpHooks {
             return Box::new(async move { Err(fail(Error::HttpRequestDenied)) });
         }
         crate::hop_by_hop::remove(request.headers_mut());
+        let pool = self.pool.clone();
         Box::new(async move {
-            use http_body_util::BodyExt;
-
-            let sent = wasmtime_wasi_http::default_send_request(request, options).await;
+            let sent = crate::pool::send(pool, request, options).await;
             let (mut response, io) = sent.map_err(&fail)?;
             crate::hop_by_hop::remove(response.headers_mut());
-            let io = async move { io.await.map_err(fail) };
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            let io = async move { Box::into_pin(io).await.map_err(fail) };
+            Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })
     }
 

@@ -24,6 +24,7 @@ pub(crate) mod keyvalue;
 
 use crate::options::WasiOptions;
 use crate::outbound::HttpHooks;
+use crate::pool::Pool;
 use guest_output::{RequestLabels, StderrTail};
 use keyvalue::{KeyValueStore, KeyValueView, Quota};
 
@@ -47,6 +48,8 @@ pub(crate) struct HostServices {
     /// `--max-memory-size`: what one key-value call may copy out of the
     /// store is the room left below it in the calling instance.
     max_memory_size: u64,
+    /// Keep-alive connections for outgoing HTTP (`serve` only).
+    outbound_pool: Option<Arc<Pool>>,
 }
 
 impl HostServices {
@@ -61,6 +64,7 @@ impl HostServices {
                 wasi.config_vars.iter().cloned(),
             )),
             max_memory_size,
+            outbound_pool: None,
         })
     }
 
@@ -72,8 +76,12 @@ impl HostServices {
 
     /// The services `serve` runs on: the key-value store the `-S` options
     /// ask for (a file by default, see `keyvalue`), opened only with
-    /// `-Skeyvalue`.
-    pub(crate) fn open(wasi: &WasiOptions, max_memory_size: u64) -> anyhow::Result<Arc<Self>> {
+    /// `-Skeyvalue`; outgoing HTTP goes through `outbound_pool`.
+    pub(crate) fn open(
+        wasi: &WasiOptions,
+        max_memory_size: u64,
+        outbound_pool: Arc<Pool>,
+    ) -> anyhow::Result<Arc<Self>> {
         let keyvalue = match wasi.keyvalue {
             true => KeyValueStore::open(wasi)?,
             false => KeyValueStore::in_memory(&[], Quota::from_options(wasi)),
@@ -84,7 +92,13 @@ impl HostServices {
                 wasi.config_vars.iter().cloned(),
             )),
             max_memory_size,
+            outbound_pool: Some(outbound_pool),
         }))
+    }
+
+    /// The pool outgoing HTTP goes through, if any.
+    pub(crate) fn outbound_pool(&self) -> Option<Arc<Pool>> {
+        self.outbound_pool.clone()
     }
 }
 

@@ -92,6 +92,7 @@ pub(crate) fn store(
         p2_outgoing_body_buffer_chunks: config.wasi.http_outgoing_body_buffer_chunks,
         p2_outgoing_body_chunk_size: config.wasi.http_outgoing_body_chunk_size,
         failed_calls,
+        pool: services.outbound_pool(),
     };
     let host = Host::new(
         wasi,

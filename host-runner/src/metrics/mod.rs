@@ -137,6 +137,8 @@ pub(crate) struct Metrics {
     instantiation_duration: Histogram,
     /// Connections and requests per serving thread.
     pub(crate) threads: Arc<ThreadGauges>,
+    /// Connections opened for guests' outgoing HTTP (the pool counts).
+    pub(crate) outbound_connections_opened: Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -154,6 +156,7 @@ impl Metrics {
             request_duration: Histogram::new(REQUEST_SECONDS),
             instantiation_duration: Histogram::new(INSTANTIATION_SECONDS),
             threads: Arc::new(ThreadGauges::new(threads)),
+            outbound_connections_opened: Arc::default(),
         }
     }
 
@@ -298,6 +301,17 @@ impl Metrics {
             out,
             "reprise_record_dropped_total {}",
             load(&self.record_dropped)
+        );
+        header(
+            &mut out,
+            "reprise_outbound_connections_opened_total",
+            "counter",
+            "Plain-HTTP connections opened for guests' outgoing requests (kept alive and reused, see --outbound-idle-timeout).",
+        );
+        let _ = writeln!(
+            out,
+            "reprise_outbound_connections_opened_total {}",
+            load(&self.outbound_connections_opened)
         );
         self.instance_requests.render(
             &mut out,

@@ -167,6 +167,13 @@ pub struct ServeOptions {
     /// REDACTED (for a file that never leaves this machine).
     #[arg(long)]
     pub record_raw: bool,
+
+    /// Keep a connection a guest's outgoing HTTP request used open this long
+    /// for the next request to the same origin, from any instance; 0 closes
+    /// each after its request. Below common servers' keep-alive (5 s) so
+    /// that host-runner, not the backend, closes idle connections.
+    #[arg(long, value_name = "DURATION", default_value = "4s", value_parser = parse_duration)]
+    pub outbound_idle_timeout: Duration,
 }
 
 impl Default for ServeOptions {

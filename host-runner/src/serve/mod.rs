@@ -53,6 +53,7 @@ use crate::instance::config::EffectiveConfig;
 use crate::instance::request::RequestIds;
 use crate::metrics::{self, Metrics};
 use crate::options::ServeOptions;
+use crate::pool::Pool;
 use crate::shutdown::Shutdown;
 use crate::units::HumanSize;
 use handle::serve_request;
@@ -187,7 +188,11 @@ impl Server {
             }
             None => None,
         };
-        let services = HostServices::open(&config.wasi, config.max_memory_size)?;
+        let pool = Pool::new(
+            options.outbound_idle_timeout,
+            metrics.outbound_connections_opened.clone(),
+        );
+        let services = HostServices::open(&config.wasi, config.max_memory_size, pool)?;
         let handler = ProxyHandler::new(Instances::new(
             component,
             config.clone(),

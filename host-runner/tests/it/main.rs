@@ -25,6 +25,7 @@ mod metrics;
 mod outbound;
 mod outgoing;
 mod policy;
+mod pooling;
 mod portability;
 mod proxy_framing;
 mod quick_start;

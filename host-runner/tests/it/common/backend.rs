@@ -1,7 +1,8 @@
 //! Real HTTP/1.1 backends on 127.0.0.1 for guests that call out:
 //! [`Backend`], for the tests of outgoing calls, is a std `TcpListener` with
-//! one thread per connection and a few routes, that records which calls the
-//! caller abandoned (closed its connection) before the answer was complete;
+//! one thread per connection (kept alive) and a few routes, that records
+//! which calls the caller abandoned (closed its connection) before the
+//! answer was complete, and counts connections and requests;
 //! [`FixedBackend`], for the tests of the outbound allow-list, answers one
 //! fixed body and counts the connections that reached it.
 //!
@@ -39,26 +40,62 @@ pub(crate) struct Backend {
     /// `http://127.0.0.1:PORT`
     pub url: String,
     abandoned: Mutex<Receiver<String>>,
+    counts: Arc<Counts>,
+}
+
+/// What a [`Backend`] saw, for tests of connection reuse.
+#[derive(Default)]
+struct Counts {
+    accepted: AtomicUsize,
+    requests: AtomicUsize,
+    /// Connections the caller closed between requests.
+    closed_by_caller: AtomicUsize,
 }
 
 impl Backend {
     pub(crate) fn start() -> Backend {
+        Self::closing_idle_after(LONGEST_WAIT)
+    }
+
+    /// A backend that closes a connection idle for `idle` between requests,
+    /// as servers' keep-alive timeouts do.
+    pub(crate) fn closing_idle_after(idle: Duration) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind the backend");
         let addr = listener.local_addr().expect("backend address");
         let (abandoned, receiver) = mpsc::channel();
         let calls_to_fail_after = Arc::new(AtomicUsize::new(0));
+        let counts = Arc::new(Counts::default());
+        let seen = counts.clone();
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { break };
+                seen.accepted.fetch_add(1, Ordering::SeqCst);
                 let abandoned = abandoned.clone();
                 let calls = calls_to_fail_after.clone();
-                thread::spawn(move || serve(stream, abandoned, &calls));
+                let seen = seen.clone();
+                thread::spawn(move || serve(stream, abandoned, &calls, &seen, idle));
             }
         });
         Backend {
             url: format!("http://{addr}"),
             abandoned: Mutex::new(receiver),
+            counts,
         }
+    }
+
+    /// Connections accepted so far.
+    pub(crate) fn connections(&self) -> usize {
+        self.counts.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Requests read so far, on all connections.
+    pub(crate) fn requests(&self) -> usize {
+        self.counts.requests.load(Ordering::SeqCst)
+    }
+
+    /// Connections the caller closed between requests so far.
+    pub(crate) fn closed_by_caller(&self) -> usize {
+        self.counts.closed_by_caller.load(Ordering::SeqCst)
     }
 
     /// Waits up to `timeout` for the caller to abandon a request whose path
@@ -100,12 +137,29 @@ struct Request {
     body: Vec<u8>,
 }
 
-fn serve(stream: TcpStream, abandoned: Sender<String>, calls_to_fail_after: &AtomicUsize) {
-    let _ = stream.set_read_timeout(Some(LONGEST_WAIT));
+fn serve(
+    stream: TcpStream,
+    abandoned: Sender<String>,
+    calls_to_fail_after: &AtomicUsize,
+    counts: &Counts,
+    idle: Duration,
+) {
     let mut reader = BufReader::new(stream);
-    // Keep-alive: one request after another until the caller closes.
-    while let Ok(Some(request)) = read_request(&mut reader) {
+    // Keep-alive: one request after another until the caller closes or the
+    // connection is idle for `idle`.
+    loop {
+        let _ = reader.get_mut().set_read_timeout(Some(idle));
+        let request = match read_request(&mut reader) {
+            Ok(Some(request)) => request,
+            Ok(None) => {
+                counts.closed_by_caller.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            Err(_) => return,
+        };
+        counts.requests.fetch_add(1, Ordering::SeqCst);
         let stream = reader.get_mut();
+        let _ = stream.set_read_timeout(Some(LONGEST_WAIT));
         let finished = match request.path.split('?').next().unwrap_or_default() {
             "/echo" => echo(stream, &request),
             "/stream" => send_stream(stream, query(&request.path, "bytes")),
