@@ -31,6 +31,8 @@
 //!   library's options in one clap struct; [`options::wasmtime_flags`] reads
 //!   `wasmtime serve`'s spellings (`-S`, `-W`, `--header`, `--env NAME`);
 //! - [`outbound`]: which hosts a guest may send HTTP requests to;
+//! - `exchange`: outgoing calls written into `--record`'s file, and
+//!   answered from it by `check`'s replay;
 //! - `hop_by_hop`: the connection's own header fields (RFC 9110 §7.6.1),
 //!   removed from what a guest receives and sends;
 //! - `metrics`: counters and histograms; `metrics/endpoint.rs` serves them
@@ -74,6 +76,7 @@ const LAYERS: &[&[&str]] = &[
     &["host", "logging"],
     &["options"],
     &["outbound"],
+    &["exchange"],
     &["hop_by_hop"],
     &["metrics::endpoint"],
     &["metrics"],
@@ -86,6 +89,7 @@ const LAYERS: &[&[&str]] = &[
 pub mod check;
 pub mod component;
 pub mod errors;
+mod exchange;
 pub mod files;
 mod hop_by_hop;
 mod host;

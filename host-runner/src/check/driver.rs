@@ -34,14 +34,15 @@ use wasmtime::{AsContextMut as _, Store, Trap};
 use wasmtime_wasi_http::handler::{Prepared, Proxy};
 use wasmtime_wasi_http::{WasiBody, WasiHttpView as _};
 
-use super::probe::Probe;
+use super::CheckOptions;
+use super::probe::{Outgoing, Probe};
 use crate::component::LoadedComponent;
 use crate::errors::one_line;
+use crate::exchange::{Exchanges, Replay};
 use crate::host::guest_output::HostStream;
 use crate::host::{Host, HostServices};
 use crate::instance::config::EffectiveConfig;
 use crate::instance::store;
-use crate::options::GuestOptions;
 use crate::units::HumanDuration;
 
 /// Response bodies longer than this are cut off and the request reported as
@@ -197,29 +198,41 @@ pub(crate) struct Driver<'a> {
     config: EffectiveConfig,
     services: Arc<HostServices>,
     request_timeout: Duration,
+    /// Answers outgoing calls, when they are replayed.
+    replay: Option<Arc<Replay>>,
     next_id: u64,
 }
 
 impl<'a> Driver<'a> {
-    /// A driver whose instances see what `guest` gives them, as `serve`
-    /// with the same flags would.
+    /// A driver whose instances see what `options.guest` gives them, as
+    /// `serve` with the same flags would, and whose outgoing calls go out or
+    /// are answered from a recording as `options.outgoing` says.
     pub(crate) fn new(
         component: &'a LoadedComponent,
         probes: &'a [Probe],
-        guest: &GuestOptions,
-        request_timeout: Duration,
+        options: &CheckOptions,
     ) -> Self {
-        let options = crate::ServeOptions {
-            guest: guest.clone(),
+        let serve_options = crate::ServeOptions {
+            guest: options.guest.clone(),
             ..crate::ServeOptions::default()
         };
-        let config = EffectiveConfig::resolve(&options, component.world());
+        let config = EffectiveConfig::resolve(&serve_options, component.world());
+        let services = HostServices::new(&config.wasi, config.max_memory_size);
+        let replay = match &options.outgoing {
+            Outgoing::Live => None,
+            Outgoing::Replay(calls) => {
+                let replay = Arc::new(Replay::new(calls.0.clone()));
+                services.set_exchanges(Exchanges::Replay(replay.clone()));
+                Some(replay)
+            }
+        };
         Self {
             component,
             probes,
-            services: HostServices::new(&config.wasi, config.max_memory_size),
+            services,
             config,
-            request_timeout,
+            request_timeout: options.request_timeout,
+            replay,
             next_id: 1,
         }
     }
@@ -231,9 +244,13 @@ impl<'a> Driver<'a> {
     }
 
     /// Puts what instances share (the key-value store) back to its seed,
-    /// under every instance alive: each arm starts from the same data.
+    /// under every instance alive, and replays outgoing calls from the
+    /// start: each arm starts from the same data and the same answers.
     pub(crate) fn reset_shared_state(&self) {
         self.services.reset_keyvalue(&self.config.wasi);
+        if let Some(replay) = &self.replay {
+            replay.reset();
+        }
     }
 
     /// How many probes there are.

@@ -11,7 +11,7 @@
 //! stores from the serving configuration (`instance/store.rs` does) and does
 //! not decide when instances are created, reused or dropped (`instance/`).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, StoreLimits};
@@ -22,6 +22,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 pub(crate) mod guest_output;
 pub(crate) mod keyvalue;
 
+use crate::exchange::Exchanges;
 use crate::options::WasiOptions;
 use crate::outbound::HttpHooks;
 use guest_output::{RequestLabels, StderrTail};
@@ -47,6 +48,9 @@ pub(crate) struct HostServices {
     /// `--max-memory-size`: what one key-value call may copy out of the
     /// store is the room left below it in the calling instance.
     max_memory_size: u64,
+    /// Where outgoing calls are recorded (`serve --record`) or answered
+    /// from (`check`'s replay); set once, before the first instance.
+    exchanges: OnceLock<Exchanges>,
 }
 
 impl HostServices {
@@ -61,6 +65,7 @@ impl HostServices {
                 wasi.config_vars.iter().cloned(),
             )),
             max_memory_size,
+            exchanges: OnceLock::new(),
         })
     }
 
@@ -84,7 +89,19 @@ impl HostServices {
                 wasi.config_vars.iter().cloned(),
             )),
             max_memory_size,
+            exchanges: OnceLock::new(),
         }))
+    }
+
+    /// Outgoing calls are recorded or replayed as `exchanges` says, in
+    /// every instance created from now on (the first call wins).
+    pub(crate) fn set_exchanges(&self, exchanges: Exchanges) {
+        let _ = self.exchanges.set(exchanges);
+    }
+
+    /// What outgoing calls are recorded to or answered from, if anything.
+    pub(crate) fn exchanges(&self) -> Option<Exchanges> {
+        self.exchanges.get().cloned()
     }
 }
 
