@@ -26,8 +26,6 @@ use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::stream::{FuturesUnordered, StreamExt as _};
-use http_body_util::BodyExt;
-use hyper::Response;
 use tokio::time::Instant;
 use wasmtime::component::{Accessor, Func};
 use wasmtime::{AsContextMut as _, Store, Trap};
@@ -35,6 +33,7 @@ use wasmtime_wasi_http::handler::{Prepared, Proxy};
 use wasmtime_wasi_http::{WasiBody, WasiHttpView as _};
 
 use super::CheckOptions;
+use super::body::read_response;
 use super::probe::{Outgoing, Probe};
 use crate::component::LoadedComponent;
 use crate::errors::one_line;
@@ -44,10 +43,6 @@ use crate::host::{Host, HostServices};
 use crate::instance::config::EffectiveConfig;
 use crate::instance::store;
 use crate::units::HumanDuration;
-
-/// Response bodies longer than this are cut off and the request reported as
-/// failed, so a guest streaming forever cannot fill the host's memory.
-const MAX_BODY_BYTES: usize = 16 << 20;
 
 /// What became of one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -472,43 +467,5 @@ async fn serve(
     match called {
         Err(error) if matches!(outcome, Outcome::Failed(_)) => (slot, Outcome::from_error(&error)),
         _ => (slot, outcome),
-    }
-}
-
-async fn read_response(response: Response<WasiBody>) -> Outcome {
-    let (parts, mut body) = response.into_parts();
-    let mut bytes = Vec::new();
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(frame) => {
-                // Trailers are not compared.
-                if let Ok(data) = frame.into_data() {
-                    if bytes.len() + data.len() > MAX_BODY_BYTES {
-                        return Outcome::Failed(format!(
-                            "the response body is longer than {} MiB",
-                            MAX_BODY_BYTES >> 20
-                        ));
-                    }
-                    bytes.extend_from_slice(&data);
-                }
-            }
-            Err(error) => {
-                return Outcome::Failed(format!("the response body failed: {error}"));
-            }
-        }
-    }
-    Outcome::Response {
-        status: parts.status.as_u16(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: bytes,
     }
 }

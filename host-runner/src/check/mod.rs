@@ -29,6 +29,7 @@
 //! order: data meant to outlive instances is never a leak, while an
 //! instance that keeps a copy of it and answers from the stale copy is.
 
+mod body;
 mod compare;
 mod driver;
 mod order;
