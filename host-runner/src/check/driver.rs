@@ -33,7 +33,7 @@ use wasmtime_wasi_http::handler::{Prepared, Proxy};
 use wasmtime_wasi_http::{WasiBody, WasiHttpView as _};
 
 use super::CheckOptions;
-use super::body::read_response;
+use super::body::{LongBody, read_response};
 use super::probe::{Outgoing, Probe};
 use crate::component::LoadedComponent;
 use crate::errors::one_line;
@@ -52,7 +52,10 @@ pub(crate) enum Outcome {
         status: u16,
         /// Lower-case names, in the order the guest sent them.
         headers: Vec<(String, String)>,
+        /// The body, or its first `KEPT_BODY_BYTES` when it is longer…
         body: Vec<u8>,
+        /// …and then the whole of it summed up.
+        long: Option<LongBody>,
     },
     /// The instance trapped while the request was in flight; `message` says
     /// whether this request's own call trapped.
