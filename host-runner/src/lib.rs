@@ -31,6 +31,8 @@
 //!   library's options in one clap struct; [`options::wasmtime_flags`] reads
 //!   `wasmtime serve`'s spellings (`-S`, `-W`, `--header`, `--env NAME`);
 //! - [`outbound`]: which hosts a guest may send HTTP requests to;
+//! - `exchange`: outgoing calls written into `--record`'s file, and
+//!   answered from it by `check`'s replay;
 //! - `pool`: keep-alive connections for that outgoing HTTP, per origin;
 //! - `hop_by_hop`: the connection's own header fields (RFC 9110 §7.6.1),
 //!   removed from what a guest receives and sends;
@@ -75,6 +77,7 @@ const LAYERS: &[&[&str]] = &[
     &["host", "logging"],
     &["options"],
     &["outbound"],
+    &["exchange"],
     &["pool"],
     &["hop_by_hop"],
     &["metrics::endpoint"],
@@ -88,6 +91,7 @@ const LAYERS: &[&[&str]] = &[
 pub mod check;
 pub mod component;
 pub mod errors;
+mod exchange;
 pub mod files;
 mod hop_by_hop;
 mod host;

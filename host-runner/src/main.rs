@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
-use host_runner::check::{self, CheckOptions, DEFAULT_IGNORED_HEADERS, Probe, Report};
+use host_runner::check::{
+    self, CheckOptions, DEFAULT_IGNORED_HEADERS, Outgoing, Probe, RecordedCalls, Report,
+};
 use host_runner::errors::one_line;
 use host_runner::files::read_regular_text;
 use host_runner::policy::Described;
@@ -95,6 +97,12 @@ struct CheckArgs {
     #[command(flatten)]
     guest: GuestOptions,
 
+    /// Let the component's outgoing calls go out for real, instead of
+    /// answering them from the calls recorded in --requests FILE (without a
+    /// requests file, they always go out).
+    #[arg(long)]
+    live_outgoing: bool,
+
     /// Report format: lines for people, or JSON for CI.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -172,12 +180,18 @@ fn check(args: &CheckArgs) -> ExitCode {
 
 fn run_check(args: &CheckArgs) -> anyhow::Result<Report> {
     let mut warnings = Vec::new();
+    let mut outgoing = Outgoing::Live;
     let mut probes = match &args.requests {
         Some(file) => {
             let text = read_regular_text(file, MAX_REQUESTS_FILE, "the requests file")?;
             let (probes, cut) =
                 Probe::parse_recording(&text).with_context(|| file.display().to_string())?;
             warnings.extend(cut.map(|cut| format!("{}: {cut}", file.display())));
+            if !args.live_outgoing {
+                let calls =
+                    RecordedCalls::parse(&text).with_context(|| file.display().to_string())?;
+                outgoing = Outgoing::Replay(calls);
+            }
             probes
         }
         None => Probe::defaults(),
@@ -203,6 +217,7 @@ fn run_check(args: &CheckArgs) -> anyhow::Result<Report> {
         ignore_body: args.ignore_body.clone(),
         guest: args.guest.clone(),
         warnings,
+        outgoing,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

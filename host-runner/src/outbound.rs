@@ -9,6 +9,11 @@
 //! the URL (`localhost` and `127.0.0.1` are different rules): nothing is
 //! resolved, so an allowed name is exactly what the guest may connect to.
 //!
+//! The hooks also consult the optional [`Exchanges`] of `--record` and of
+//! `check`'s replay (the `exchange` module), and, for `check`, log a call
+//! cancelled before its answer came (by the app's own deadline or the
+//! host's) beside the calls that failed.
+//!
 //! This module does not govern `wasi:sockets`: host-runner grants guests no
 //! socket addresses at all, so outgoing HTTP is the only way out.
 
@@ -20,6 +25,8 @@ use std::sync::{Arc, Mutex};
 use hyper::Uri;
 use hyper::http::uri::Scheme;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::exchange::Exchanges;
 
 /// Which hosts outgoing HTTP requests may go to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -154,12 +161,13 @@ fn unbracket(host: &str) -> &str {
 }
 
 /// The `wasi:http` hooks of one instance: the outbound policy, the p2
-/// outgoing-body buffering set with `-S`, and, for `check`, a log of the
-/// calls that failed.
+/// outgoing-body buffering set with `-S`, where calls are recorded or
+/// answered from, and, for `check`, a log of the calls that failed.
 pub(crate) struct HttpHooks {
     pub(crate) policy: OutboundPolicy,
     pub(crate) p2_outgoing_body_buffer_chunks: Option<usize>,
     pub(crate) p2_outgoing_body_chunk_size: Option<usize>,
+    pub(crate) exchanges: Option<Exchanges>,
     pub(crate) failed_calls: Option<Arc<FailedCalls>>,
     /// The server's keep-alive connections; `None` (`check`): a new
     /// connection per request.
@@ -174,7 +182,7 @@ pub(crate) struct HttpHooks {
 pub(crate) struct FailedCalls(Mutex<Vec<String>>);
 
 impl FailedCalls {
-    fn record(&self, call: &str, error: &Error) {
+    fn record(&self, call: &str, error: &dyn fmt::Display) {
         let mut calls = self.0.lock().unwrap_or_else(|e| e.into_inner());
         calls.push(format!("{call}: {error}"));
     }
@@ -197,6 +205,28 @@ type SendFuture = Box<
         > + Send,
 >;
 
+/// Logs a call whose future is dropped before its answer came: the app's
+/// own deadline or the host's cancelled it. A failure outside the instance,
+/// as a refused call is, so `check` does not take its answer for a leak.
+struct Unanswered(Option<(Arc<FailedCalls>, String)>);
+
+impl Unanswered {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some((log, call)) = &self.0 {
+            log.record(
+                call,
+                &"cancelled before its answer came (by the app's own deadline or the host's)",
+            );
+        }
+    }
+}
+
 impl WasiHttpHooks for HttpHooks {
     fn send_request(
         &mut self,
@@ -206,10 +236,11 @@ impl WasiHttpHooks for HttpHooks {
     ) -> SendFuture {
         _ = fut;
         // Named only when someone keeps the failures: the server does not.
-        let failed = self
+        let failed: Option<(Arc<FailedCalls>, String)> = self
             .failed_calls
             .clone()
             .map(|log| (log, format!("{} {}", request.method(), request.uri())));
+        let cancelled = failed.clone();
         let fail = move |error: Error| {
             if let Some((log, call)) = &failed {
                 log.record(call, &error);
@@ -225,9 +256,12 @@ impl WasiHttpHooks for HttpHooks {
             return Box::new(async move { Err(fail(Error::HttpRequestDenied)) });
         }
         crate::hop_by_hop::remove(request.headers_mut());
+        let unanswered = Unanswered(cancelled);
+        let exchanges = self.exchanges.clone();
         let pool = self.pool.clone();
         Box::new(async move {
-            let sent = crate::pool::send(pool, request, options).await;
+            let sent = crate::exchange::send(exchanges, pool, request, options).await;
+            unanswered.answered();
             let (mut response, io) = sent.map_err(&fail)?;
             crate::hop_by_hop::remove(response.headers_mut());
             let io = async move { Box::into_pin(io).await.map_err(fail) };

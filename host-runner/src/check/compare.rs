@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use regex_lite::Regex;
 use serde::Serialize;
 
+use super::body::{BLOCK_BYTES, LongBody};
 use super::driver::Outcome;
 
 /// What replaces a body part matched by an ignore pattern.
@@ -54,6 +55,7 @@ impl Ignore {
             status,
             headers,
             body,
+            long,
         } = outcome
         else {
             return Comparable::Other(outcome.clone());
@@ -80,6 +82,10 @@ impl Ignore {
             }
             Err(_) => Body::Binary(body.clone()),
         };
+        let body = match long {
+            Some(long) => Body::Long(Box::new(body), long.clone()),
+            None => body,
+        };
         Comparable::Response {
             status: *status,
             headers: kept,
@@ -103,6 +109,9 @@ pub(crate) enum Comparable {
 pub(crate) enum Body {
     Text(Vec<String>),
     Binary(Vec<u8>),
+    /// A body over `KEPT_BODY_BYTES`: its first bytes, and the whole of it
+    /// summed up.
+    Long(Box<Body>, LongBody),
 }
 
 /// Splits text into runs of alphanumerics and single other characters, so
@@ -293,6 +302,12 @@ fn body_difference(fresh: &Body, reused: &Body, mask: &BodyMask) -> Option<(Stri
         _ if *mask == BodyMask::Whole => return None,
         (Body::Text(fresh), Body::Text(reused)) => (fresh, reused),
         (a, b) if a == b => return None,
+        (Body::Long(fresh_kept, fresh_long), Body::Long(reused_kept, reused_long)) => {
+            if fresh_kept != reused_kept {
+                return body_difference(fresh_kept, reused_kept, &BodyMask::Nothing);
+            }
+            return Some(long_difference(fresh_long, reused_long));
+        }
         (a, b) => return Some((describe_body(a), describe_body(b))),
     };
     let masked = |i: usize| matches!(mask, BodyMask::Tokens(positions) if positions.contains(&i));
@@ -341,8 +356,23 @@ fn quoted(text: &str) -> String {
     format!("{text:?}")
 }
 
+/// Two long bodies whose first bytes are the same: where they first differ.
+fn long_difference(fresh: &LongBody, reused: &LongBody) -> (String, String) {
+    let first = (fresh.blocks.iter().zip(&reused.blocks))
+        .position(|(a, b)| a != b)
+        .unwrap_or(fresh.blocks.len().min(reused.blocks.len()));
+    let at = format!(
+        "first differs in bytes {}..{} (compared by SHA-256 per MiB)",
+        first * BLOCK_BYTES,
+        (first + 1) * BLOCK_BYTES
+    );
+    let show = |long: &LongBody| format!("{} bytes, {at}", long.len);
+    (show(fresh), show(reused))
+}
+
 fn describe_body(body: &Body) -> String {
     match body {
+        Body::Long(_, long) => format!("{} bytes", long.len),
         Body::Text(tokens) => quoted(&shorten(&tokens.concat(), 2 * CONTEXT_CHARS)),
         Body::Binary(bytes) => format!("{} bytes of binary", bytes.len()),
     }
@@ -370,6 +400,7 @@ mod tests {
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             body: body.as_bytes().to_vec(),
+            long: None,
         }
     }
 
@@ -381,6 +412,31 @@ mod tests {
                 .map(|p| Regex::new(p).unwrap())
                 .collect::<Vec<_>>(),
         )
+    }
+
+    #[test]
+    fn long_bodies_that_differ_past_their_first_bytes_name_the_mib_where_they_do() {
+        let long = |blocks: [[u8; 32]; 3]| Outcome::Response {
+            status: 200,
+            headers: Vec::new(),
+            body: b"same start".to_vec(),
+            long: Some(LongBody {
+                len: 3 * BLOCK_BYTES as u64,
+                blocks: blocks.to_vec(),
+            }),
+        };
+        let ignore = ignore(&[], &[]);
+        let fresh = ignore.comparable(&long([[0; 32], [1; 32], [2; 32]]));
+        let reused = ignore.comparable(&long([[0; 32], [9; 32], [2; 32]]));
+        assert!(differences(&fresh, &fresh, &Mask::default()).is_empty());
+        let found = differences(&fresh, &reused, &Mask::default());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0]
+                .fresh
+                .contains("first differs in bytes 1048576..2097152"),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -26,27 +26,23 @@ use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::stream::{FuturesUnordered, StreamExt as _};
-use http_body_util::BodyExt;
-use hyper::Response;
 use tokio::time::Instant;
 use wasmtime::component::{Accessor, Func};
 use wasmtime::{AsContextMut as _, Store, Trap};
 use wasmtime_wasi_http::handler::{Prepared, Proxy};
 use wasmtime_wasi_http::{WasiBody, WasiHttpView as _};
 
-use super::probe::Probe;
+use super::CheckOptions;
+use super::body::{LongBody, read_response};
+use super::probe::{Outgoing, Probe};
 use crate::component::LoadedComponent;
 use crate::errors::one_line;
+use crate::exchange::{Exchanges, Replay};
 use crate::host::guest_output::HostStream;
 use crate::host::{Host, HostServices};
 use crate::instance::config::EffectiveConfig;
 use crate::instance::store;
-use crate::options::GuestOptions;
 use crate::units::HumanDuration;
-
-/// Response bodies longer than this are cut off and the request reported as
-/// failed, so a guest streaming forever cannot fill the host's memory.
-const MAX_BODY_BYTES: usize = 16 << 20;
 
 /// What became of one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +52,10 @@ pub(crate) enum Outcome {
         status: u16,
         /// Lower-case names, in the order the guest sent them.
         headers: Vec<(String, String)>,
+        /// The body, or its first `KEPT_BODY_BYTES` when it is longer…
         body: Vec<u8>,
+        /// …and then the whole of it summed up.
+        long: Option<LongBody>,
     },
     /// The instance trapped while the request was in flight; `message` says
     /// whether this request's own call trapped.
@@ -197,29 +196,41 @@ pub(crate) struct Driver<'a> {
     config: EffectiveConfig,
     services: Arc<HostServices>,
     request_timeout: Duration,
+    /// Answers outgoing calls, when they are replayed.
+    replay: Option<Arc<Replay>>,
     next_id: u64,
 }
 
 impl<'a> Driver<'a> {
-    /// A driver whose instances see what `guest` gives them, as `serve`
-    /// with the same flags would.
+    /// A driver whose instances see what `options.guest` gives them, as
+    /// `serve` with the same flags would, and whose outgoing calls go out or
+    /// are answered from a recording as `options.outgoing` says.
     pub(crate) fn new(
         component: &'a LoadedComponent,
         probes: &'a [Probe],
-        guest: &GuestOptions,
-        request_timeout: Duration,
+        options: &CheckOptions,
     ) -> Self {
-        let options = crate::ServeOptions {
-            guest: guest.clone(),
+        let serve_options = crate::ServeOptions {
+            guest: options.guest.clone(),
             ..crate::ServeOptions::default()
         };
-        let config = EffectiveConfig::resolve(&options, component.world());
+        let config = EffectiveConfig::resolve(&serve_options, component.world());
+        let services = HostServices::new(&config.wasi, config.max_memory_size);
+        let replay = match &options.outgoing {
+            Outgoing::Live => None,
+            Outgoing::Replay(calls) => {
+                let replay = Arc::new(Replay::new(calls.0.clone()));
+                services.set_exchanges(Exchanges::Replay(replay.clone()));
+                Some(replay)
+            }
+        };
         Self {
             component,
             probes,
-            services: HostServices::new(&config.wasi, config.max_memory_size),
+            services,
             config,
-            request_timeout,
+            request_timeout: options.request_timeout,
+            replay,
             next_id: 1,
         }
     }
@@ -231,9 +242,13 @@ impl<'a> Driver<'a> {
     }
 
     /// Puts what instances share (the key-value store) back to its seed,
-    /// under every instance alive: each arm starts from the same data.
+    /// under every instance alive, and replays outgoing calls from the
+    /// start: each arm starts from the same data and the same answers.
     pub(crate) fn reset_shared_state(&self) {
         self.services.reset_keyvalue(&self.config.wasi);
+        if let Some(replay) = &self.replay {
+            replay.reset();
+        }
     }
 
     /// How many probes there are.
@@ -455,43 +470,5 @@ async fn serve(
     match called {
         Err(error) if matches!(outcome, Outcome::Failed(_)) => (slot, Outcome::from_error(&error)),
         _ => (slot, outcome),
-    }
-}
-
-async fn read_response(response: Response<WasiBody>) -> Outcome {
-    let (parts, mut body) = response.into_parts();
-    let mut bytes = Vec::new();
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(frame) => {
-                // Trailers are not compared.
-                if let Ok(data) = frame.into_data() {
-                    if bytes.len() + data.len() > MAX_BODY_BYTES {
-                        return Outcome::Failed(format!(
-                            "the response body is longer than {} MiB",
-                            MAX_BODY_BYTES >> 20
-                        ));
-                    }
-                    bytes.extend_from_slice(&data);
-                }
-            }
-            Err(error) => {
-                return Outcome::Failed(format!("the response body failed: {error}"));
-            }
-        }
-    }
-    Outcome::Response {
-        status: parts.status.as_u16(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: bytes,
     }
 }

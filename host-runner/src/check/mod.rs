@@ -16,8 +16,11 @@
 //! backpressure gets no new request, and one that retired is replaced.
 //! What it cannot see: leaks that need more requests, other inputs or more
 //! concurrency than the probes give, and state outside the instance (files,
-//! the services it calls). Outgoing calls are made for real; an answer that
-//! differs after one of them failed is reported as such, not as a leak.
+//! the services it calls). Outgoing calls are answered from the recording
+//! the requests came from ([`Outgoing::Replay`]), or made for real; an
+//! answer that differs after a call failed, was cancelled or timed out, or
+//! found no recorded answer, is reported as such (`outgoing`), not as a
+//! leak.
 //!
 //! Instances see what `serve` would give them with the same flags
 //! ([`GuestOptions`]). Every run (each fresh run, each round of a reused
@@ -26,6 +29,7 @@
 //! order: data meant to outlive instances is never a leak, while an
 //! instance that keeps a copy of it and answers from the stale copy is.
 
+mod body;
 mod compare;
 mod driver;
 mod order;
@@ -40,8 +44,8 @@ use anyhow::Context as _;
 use regex_lite::Regex;
 
 pub use compare::Difference;
-pub use probe::Probe;
 use probe::labels;
+pub use probe::{Outgoing, Probe, RecordedCalls};
 pub use report::{
     Finding, Kind, MemorySeries, Mode, ModeSummary, NonDeterminism, Position, Report,
 };
@@ -92,6 +96,8 @@ pub struct CheckOptions {
     pub guest: GuestOptions,
     /// Warnings to print with the report (about the requests file).
     pub warnings: Vec<String>,
+    /// Whether outgoing calls go out or are answered from a recording.
+    pub outgoing: Outgoing,
 }
 
 impl Default for CheckOptions {
@@ -104,6 +110,7 @@ impl Default for CheckOptions {
             ignore_body: Vec::new(),
             guest: GuestOptions::default(),
             warnings: Vec::new(),
+            outgoing: Outgoing::Live,
         }
     }
 }
@@ -136,7 +143,7 @@ pub async fn check(
             probe.body_len()
         );
     }
-    let mut driver = Driver::new(component, probes, &options.guest, options.request_timeout);
+    let mut driver = Driver::new(component, probes, options);
 
     let mut shuffler = Shuffler::new(options.seed);
     let serial_orders = orders(probes.len(), rounds, &mut shuffler);

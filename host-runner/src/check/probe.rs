@@ -17,7 +17,7 @@ use hyper::header::{CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Uri};
 use wasmtime_wasi_http::WasiBody;
 
-use crate::record_line::ProbeLine;
+use crate::record_line::{Exchange, ExchangeLine, ProbeLine};
 
 /// One request of the sequence `check` runs, validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,7 +70,7 @@ impl Probe {
         let last = text.lines().count();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
+            if line.is_empty() || line.starts_with('#') || ExchangeLine::is_one(line) {
                 continue;
             }
             let number = index + 1;
@@ -161,6 +161,54 @@ impl Probe {
     }
 }
 
+/// How `check` answers the component's outgoing calls.
+#[derive(Clone, Debug, Default)]
+pub enum Outgoing {
+    /// They go out for real (`--live-outgoing`, or no recording to answer
+    /// from).
+    #[default]
+    Live,
+    /// They are answered from the calls of a recording, and never go out.
+    Replay(RecordedCalls),
+}
+
+/// The outgoing calls of a recording (`{"outgoing":…}` lines), with their
+/// answers.
+#[derive(Clone, Debug, Default)]
+pub struct RecordedCalls(pub(crate) Vec<Exchange>);
+
+impl RecordedCalls {
+    /// The outgoing calls of a requests file; request lines are left to
+    /// [`Probe::parse_recording`], a cut last line to its warning.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut calls = Vec::new();
+        let last = text.lines().count();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if !ExchangeLine::is_one(line) {
+                continue;
+            }
+            let number = index + 1;
+            match serde_json::from_str::<ExchangeLine>(line) {
+                Ok(parsed) => calls.push(parsed.outgoing),
+                Err(e) if e.is_eof() && number == last && !text.ends_with('\n') => {}
+                Err(e) => bail!("line {number}: outgoing call: {}", without_position(&e)),
+            }
+        }
+        Ok(Self(calls))
+    }
+
+    /// How many calls there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// `METHOD /path` per probe, numbered when two probes look the same.
 pub(super) fn labels(probes: &[Probe]) -> Vec<String> {
     let plain: Vec<String> = probes.iter().map(Probe::to_string).collect();
@@ -234,5 +282,24 @@ mod tests {
         let whole = Probe::parse_recording("{\"path\":\"/a\"}\n").unwrap();
         assert_eq!(whole.1, None);
         assert!(Probe::parse_recording("{\"path\":\"/b\",\"hea\n{\"path\":\"/a\"}\n").is_err());
+    }
+
+    #[test]
+    fn outgoing_call_lines_sit_beside_requests_and_are_read_apart() {
+        let call = r#"{"outgoing":{"method":"GET","url":"http://b/x","body_sha256":"sha256:0","status":200,"headers":[["x","1"]],"body":"hi"}}"#;
+        let text = format!("{{\"path\":\"/a\"}}\n{call}\n");
+        assert_eq!(Probe::parse_lines(&text).unwrap().len(), 1);
+        let calls = RecordedCalls::parse(&text).unwrap();
+        assert_eq!((calls.len(), calls.0[0].body.as_str()), (1, "hi"));
+        let error = RecordedCalls::parse("{\"outgoing\":{\"url\":1}}\n").unwrap_err();
+        assert!(
+            format!("{error}").starts_with("line 1: outgoing call: "),
+            "{error}"
+        );
+        assert!(
+            RecordedCalls::parse("{\"path\":\"/a\"}\n")
+                .unwrap()
+                .is_empty()
+        );
     }
 }

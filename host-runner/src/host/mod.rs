@@ -11,7 +11,7 @@
 //! stores from the serving configuration (`instance/store.rs` does) and does
 //! not decide when instances are created, reused or dropped (`instance/`).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, StoreLimits};
@@ -22,6 +22,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 pub(crate) mod guest_output;
 pub(crate) mod keyvalue;
 
+use crate::exchange::Exchanges;
 use crate::options::WasiOptions;
 use crate::outbound::HttpHooks;
 use crate::pool::Pool;
@@ -50,6 +51,9 @@ pub(crate) struct HostServices {
     max_memory_size: u64,
     /// Keep-alive connections for outgoing HTTP (`serve` only).
     outbound_pool: Option<Arc<Pool>>,
+    /// Where outgoing calls are recorded (`serve --record`) or answered
+    /// from (`check`'s replay); set once, before the first instance.
+    exchanges: OnceLock<Exchanges>,
 }
 
 impl HostServices {
@@ -65,6 +69,7 @@ impl HostServices {
             )),
             max_memory_size,
             outbound_pool: None,
+            exchanges: OnceLock::new(),
         })
     }
 
@@ -93,12 +98,24 @@ impl HostServices {
             )),
             max_memory_size,
             outbound_pool: Some(outbound_pool),
+            exchanges: OnceLock::new(),
         }))
     }
 
     /// The pool outgoing HTTP goes through, if any.
     pub(crate) fn outbound_pool(&self) -> Option<Arc<Pool>> {
         self.outbound_pool.clone()
+    }
+
+    /// Outgoing calls are recorded or replayed as `exchanges` says, in
+    /// every instance created from now on (the first call wins).
+    pub(crate) fn set_exchanges(&self, exchanges: Exchanges) {
+        let _ = self.exchanges.set(exchanges);
+    }
+
+    /// What outgoing calls are recorded to or answered from, if anything.
+    pub(crate) fn exchanges(&self) -> Option<Exchanges> {
+        self.exchanges.get().cloned()
     }
 }
 

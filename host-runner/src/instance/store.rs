@@ -91,6 +91,7 @@ pub(crate) fn store(
         policy: config.outbound.clone(),
         p2_outgoing_body_buffer_chunks: config.wasi.http_outgoing_body_buffer_chunks,
         p2_outgoing_body_chunk_size: config.wasi.http_outgoing_body_chunk_size,
+        exchanges: services.exchanges(),
         failed_calls,
         pool: services.outbound_pool(),
     };

@@ -47,6 +47,7 @@ use wasmtime_wasi_http::handler::ProxyHandler;
 
 use crate::component::LoadedComponent;
 use crate::component::engine::EpochTicker;
+use crate::exchange::Exchanges;
 use crate::host::HostServices;
 use crate::instance::Instances;
 use crate::instance::config::EffectiveConfig;
@@ -193,6 +194,9 @@ impl Server {
             metrics.outbound_connections_opened.clone(),
         );
         let services = HostServices::open(&config.wasi, config.max_memory_size, pool)?;
+        if let Some(recorder) = &recorder {
+            services.set_exchanges(Exchanges::Record(Arc::new(recorder.exchanges())));
+        }
         let handler = ProxyHandler::new(Instances::new(
             component,
             config.clone(),

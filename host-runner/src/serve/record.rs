@@ -46,9 +46,10 @@ use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{CONTENT_TYPE, HeaderName};
 use wasmtime_wasi_http::WasiBody;
 
+use crate::exchange::ExchangeRecorder;
 use crate::files;
 use crate::metrics::Metrics;
-use crate::record_line::{ProbeLine, REDACTED};
+use crate::record_line::{ProbeLine, REDACTED, redact_fields, redact_query};
 
 /// Request body bytes kept per recorded request; `check` sends bodies as
 /// text in one JSON line, so this keeps the file readable.
@@ -78,10 +79,6 @@ const CREDENTIALS: [&str; 4] = [
     "set-cookie",
 ];
 
-/// Query and form fields whose values are redacted: a name containing one
-/// of these (case-insensitive).
-const SECRET_FIELDS: [&str; 4] = ["password", "passwd", "secret", "token"];
-
 /// What to leave out of a recording, and whether to.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Redaction {
@@ -100,30 +97,18 @@ impl Redaction {
 
     /// `pairs` (`a=1&b=2`) with the values of secret fields redacted.
     fn fields(&self, pairs: &str) -> String {
-        if self.raw {
-            return pairs.to_owned();
+        match self.raw {
+            true => pairs.to_owned(),
+            false => redact_fields(pairs),
         }
-        pairs
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if is_secret_field(name) => format!("{name}={REDACTED}"),
-                _ => pair.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("&")
     }
 
     fn path(&self, path: &str) -> String {
-        match path.split_once('?') {
-            Some((path, query)) => format!("{path}?{}", self.fields(query)),
-            None => path.to_owned(),
+        match self.raw {
+            true => path.to_owned(),
+            false => redact_query(path),
         }
     }
-}
-
-fn is_secret_field(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    SECRET_FIELDS.iter().any(|secret| name.contains(secret))
 }
 
 /// What the writer thread is asked to do.
@@ -267,6 +252,17 @@ impl Recorder {
         (
             Request::from_parts(parts, WasiBody::new(body)),
             Recording(pending),
+        )
+    }
+
+    /// Where the outgoing calls of the requests served are written: the
+    /// same file and queue, response fields redacted as request ones.
+    pub(super) fn exchanges(self: &Arc<Self>) -> ExchangeRecorder {
+        let (append, redact) = (self.clone(), self.clone());
+        ExchangeRecorder::new(
+            move |line| append.append(line),
+            move |name| redact.redaction.header(name),
+            self.redaction.raw,
         )
     }
 

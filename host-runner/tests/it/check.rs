@@ -614,3 +614,31 @@ fn a_call_that_fails_on_fresh_instances_too_passes_only_with_a_warning_naming_it
         "{warning}"
     );
 }
+
+#[test]
+fn a_body_over_16_mib_is_compared_whole_instead_of_being_skipped() {
+    // 20 000 KiB of `x`s, streamed: over the 16 MiB that used to be skipped.
+    // The default probes answer with per-instance counters, left out.
+    let flags = [
+        "--path",
+        "/?body_kib=20000",
+        "--rounds",
+        "1",
+        "--ignore-body",
+        r"\w+=\d+",
+    ];
+    let outcome = check("faults_p3", &flags);
+    assert_eq!(
+        outcome.status.code(),
+        Some(0),
+        "{}\n{}",
+        outcome.stdout,
+        outcome.stderr
+    );
+    assert!(
+        !outcome.stdout.contains("longer than"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(!outcome.stdout.contains("fails ("), "{}", outcome.stdout);
+}

@@ -30,6 +30,7 @@ mod portability;
 mod proxy_framing;
 mod quick_start;
 mod record;
+mod replay;
 mod reuse_safety;
 mod serve;
 mod soak;

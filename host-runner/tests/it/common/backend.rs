@@ -11,7 +11,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 /// Longest a route waits for anything (a slow answer, a held body).
 const LONGEST_WAIT: Duration = Duration::from_secs(30);
 
-/// A running backend; stops accepting when dropped.
+/// A running backend; stops accepting (its port refuses) when dropped.
 ///
 /// Routes:
 /// - `/echo…`: answers 200 with the request body, and the method, path with
@@ -31,6 +31,9 @@ const LONGEST_WAIT: Duration = Duration::from_secs(30);
 ///   for [`LONGEST_WAIT`], unless the caller closes first;
 /// - `/fails-after?n=N`: answers `ok` to the first N calls, then closes
 ///   each connection without an answer (a backend that goes down);
+/// - `/slow-after?n=N&ms=M`: answers `ok` at once to the first N calls,
+///   then after M ms (a backend that slows down), unless the caller closes
+///   first; its calls count together with `/fails-after`'s;
 /// - `/head`: answers with the request's head, as it arrived, as the body,
 ///   and with hop-by-hop fields of its own (`connection: x-hop-back`,
 ///   `x-hop-back`, `keep-alive`) beside an end-to-end `x-end`;
@@ -41,6 +44,8 @@ pub(crate) struct Backend {
     pub url: String,
     abandoned: Mutex<Receiver<String>>,
     counts: Arc<Counts>,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
 }
 
 /// What a [`Backend`] saw, for tests of connection reuse.
@@ -66,9 +71,14 @@ impl Backend {
         let calls_to_fail_after = Arc::new(AtomicUsize::new(0));
         let counts = Arc::new(Counts::default());
         let seen = counts.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { break };
+                if stopped.load(Ordering::SeqCst) {
+                    break; // drops the listener: the port refuses from now on
+                }
                 seen.accepted.fetch_add(1, Ordering::SeqCst);
                 let abandoned = abandoned.clone();
                 let calls = calls_to_fail_after.clone();
@@ -80,6 +90,8 @@ impl Backend {
             url: format!("http://{addr}"),
             abandoned: Mutex::new(receiver),
             counts,
+            addr,
+            stop,
         }
     }
 
@@ -111,6 +123,14 @@ impl Backend {
             }
         }
         false
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so that it sees `stop`.
+        let _ = TcpStream::connect(self.addr);
     }
 }
 
@@ -194,6 +214,16 @@ fn serve(
                     return; // closes the connection unanswered
                 }
                 respond(stream, "200 OK", &[], b"ok\n")
+            }
+            "/slow-after" => {
+                let calls = calls_to_fail_after.fetch_add(1, Ordering::SeqCst);
+                match calls >= query(&request.path, "n") {
+                    true => slow(
+                        stream,
+                        Duration::from_millis(query(&request.path, "ms") as u64),
+                    ),
+                    false => respond(stream, "200 OK", &[], b"ok\n"),
+                }
             }
             _ => respond(stream, "404 Not Found", &[], b"no such route\n"),
         };
