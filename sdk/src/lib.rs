@@ -59,12 +59,14 @@
 //! retries. It is the layer between the host and your code; use any router
 //! on top.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 mod deadline;
+mod error;
 mod export;
 mod handler;
-mod instance;
+mod hold;
 #[cfg(feature = "json")]
 mod json;
 mod local;
@@ -78,31 +80,60 @@ mod sync;
 // the core; they reach this layer only through `runtime::Runtime`.
 mod world;
 
-pub mod backpressure;
 pub mod client;
 #[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub mod config;
+pub mod instance;
 #[cfg(feature = "kv")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kv")))]
 pub mod kv;
 
-pub use body::{Body, BodyError, BodyWriter};
+pub use body::{Body, BodyWriter};
 pub use bytes;
-pub use deadline::{Elapsed, timeout};
+pub use deadline::timeout;
+#[cfg(any(feature = "kv", feature = "config"))]
+pub use error::StoreError;
+pub use error::{BodyError, Elapsed};
 pub use handler::{Handler, IntoResponse, Request, Response, query_param};
 pub use http;
 pub use http_body;
-pub use instance::{InstanceStats, instance_stats, retire};
 #[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use json::Json;
-pub use reprise_policy::ReusePolicy;
+pub use reprise_policy::{Reuse, ReusePolicy};
 pub use request_local::RequestLocal;
 pub use runtime::sleep;
 pub use scope::{RequestContext, spawn};
 pub use sync::{Mutex, MutexGuard};
 
+/// Moved to [`instance::stats`]; kept for one release.
+#[deprecated(since = "0.2.0", note = "use reprise::instance::stats")]
+pub fn instance_stats() -> instance::Stats {
+    instance::stats()
+}
+
+/// Moved to [`instance::Stats`]; kept for one release.
+#[deprecated(since = "0.2.0", note = "use reprise::instance::Stats")]
+pub type InstanceStats = instance::Stats;
+
+/// Moved to [`instance::retire`]; kept for one release.
+#[deprecated(since = "0.2.0", note = "use reprise::instance::retire")]
+pub fn retire() {
+    instance::retire();
+}
+
+/// Moved to [`instance`]: `instance::hold()` and its guard `instance::Hold`;
+/// kept for one release.
+#[deprecated(since = "0.2.0", note = "use reprise::instance::hold")]
+pub mod backpressure {
+    pub use crate::instance::{Hold as Backpressure, hold};
+}
+
 /// Items the export macros expand to. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::handler::FnHandler;
     #[cfg(feature = "tower")]
     pub use crate::service::ServiceHandler;
     #[cfg(feature = "p2")]

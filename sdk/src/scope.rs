@@ -156,7 +156,10 @@ impl Scope {
         if self.0.refused {
             return crate::instance::refused();
         }
-        let answer = self.enter(handler.serve(request));
+        let answer = self.enter(async move {
+            crate::error::negotiate(&request);
+            handler.serve(request).await
+        });
         match crate::deadline::within(self.deadline(), answer).await {
             Ok(response) => response,
             Err(_) => crate::deadline::missed(self.deadline().map_or(Duration::ZERO, |deadline| {
@@ -383,10 +386,10 @@ mod tests {
         let task = scope.clone(); // as a spawned task or a body writer holds it
         drop(scope);
         assert_eq!(Rc::strong_count(&value), 2, "the request is still open");
-        assert_eq!(crate::instance_stats().in_flight, 1);
+        assert_eq!(crate::instance::stats().in_flight, 1);
         drop(task);
         assert_eq!(Rc::strong_count(&value), 1, "the request's value is gone");
-        assert_eq!(crate::instance_stats().in_flight, 0);
+        assert_eq!(crate::instance::stats().in_flight, 0);
     }
 
     #[test]
