@@ -363,6 +363,15 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
+
+    /// The status this error answers with: `504` for a timeout, `502`
+    /// otherwise.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -381,11 +390,15 @@ impl From<BodyError> for Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = match self.kind {
-            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            _ => StatusCode::BAD_GATEWAY,
-        };
-        crate::error::respond(status, &self.message)
+        crate::error::respond(self.status(), &self.message)
+    }
+}
+
+/// A [`timeout`](crate::timeout) around a call: a [`ErrorKind::Timeout`],
+/// so `timeout(d, send(request)).await??` needs no conversion.
+impl From<crate::Elapsed> for Error {
+    fn from(error: crate::Elapsed) -> Self {
+        Error::new(ErrorKind::Timeout, error.to_string())
     }
 }
 

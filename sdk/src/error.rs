@@ -217,6 +217,89 @@ impl IntoResponse for StoreError {
     }
 }
 
+/// Any error reprise returns, for a handler that meets several kinds: `?`
+/// converts a [`BodyError`], an [`Elapsed`], a
+/// [`client::Error`](crate::client::Error) or a `StoreError` into it, and
+/// as a response it answers exactly as the original would (status, one
+/// line, JSON when the request prefers it).
+///
+/// ```no_run
+/// use reprise::{Request, client};
+/// use std::time::Duration;
+///
+/// async fn forward(request: Request) -> Result<String, reprise::Error> {
+///     let note = request.into_body().bytes_limited(1024).await?; // 400, 413
+///     let call = client::send(reprise::http::Request::post("http://127.0.0.1:8081/")
+///         .body(note.into())
+///         .expect("a valid request"));
+///     let answer = reprise::timeout(Duration::from_secs(1), call).await??; // 504, 502
+///     Ok(answer.into_body().text().await?)
+/// }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    status: StatusCode,
+    message: String,
+}
+
+impl Error {
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        respond(self.status, &self.message)
+    }
+}
+
+impl From<BodyError> for Error {
+    fn from(error: BodyError) -> Self {
+        Error {
+            status: error.status,
+            message: error.message,
+        }
+    }
+}
+
+impl From<Elapsed> for Error {
+    fn from(error: Elapsed) -> Self {
+        Error {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<crate::client::Error> for Error {
+    fn from(error: crate::client::Error) -> Self {
+        Error {
+            status: error.status(),
+            message: error.to_string(),
+        }
+    }
+}
+
+#[cfg(any(feature = "kv", feature = "config"))]
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        Error {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: error.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -94,7 +94,7 @@ pub use bytes;
 pub use deadline::timeout;
 #[cfg(any(feature = "kv", feature = "config"))]
 pub use error::StoreError;
-pub use error::{BodyError, Elapsed};
+pub use error::{BodyError, Elapsed, Error};
 pub use handler::{Handler, IntoResponse, Request, Response, query_param};
 pub use http;
 pub use http_body;

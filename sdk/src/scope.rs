@@ -156,16 +156,19 @@ impl Scope {
         if self.0.refused {
             return crate::instance::refused();
         }
-        let answer = self.enter(async move {
+        let (deadline, started) = (self.deadline(), self.0.started);
+        // All in the scope, the 504 too: errors read the request's
+        // preference for JSON from it.
+        self.enter(async move {
             crate::error::negotiate(&request);
-            handler.serve(request).await
-        });
-        match crate::deadline::within(self.deadline(), answer).await {
-            Ok(response) => response,
-            Err(_) => crate::deadline::missed(self.deadline().map_or(Duration::ZERO, |deadline| {
-                deadline.saturating_duration_since(self.0.started)
-            })),
-        }
+            match crate::deadline::within(deadline, handler.serve(request)).await {
+                Ok(response) => response,
+                Err(_) => crate::deadline::missed(deadline.map_or(Duration::ZERO, |deadline| {
+                    deadline.saturating_duration_since(started)
+                })),
+            }
+        })
+        .await
     }
 
     /// The request's value for the request-local at `key`, made by `init`

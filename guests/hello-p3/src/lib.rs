@@ -1,13 +1,10 @@
 //! The classic `wasmtime serve` sample on WASIp3: the response goes back at
 //! once, and a spawned task streams its body afterwards.
 
-use reprise::{Body, Handler, IntoResponse, Request, Response};
+use reprise::{Body, Request, Response};
 
-#[derive(Default)]
-struct Hello;
-
-impl Handler for Hello {
-    async fn handle(&self, _request: Request) -> impl IntoResponse {
+reprise::export_p3!(
+    async fn hello(_request: Request) -> Response {
         let (mut writer, body) = Body::channel();
         reprise::spawn(async move {
             // An error only means the client left; there is no one to tell.
@@ -15,6 +12,4 @@ impl Handler for Hello {
         });
         Response::new(body)
     }
-}
-
-reprise::export_p3!(Hello);
+);

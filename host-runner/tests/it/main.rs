@@ -30,6 +30,7 @@ mod proxy_framing;
 mod quick_start;
 mod record;
 mod reuse_safety;
+mod sdk_errors;
 mod serve;
 mod soak;
 mod statuses;
