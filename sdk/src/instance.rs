@@ -1,7 +1,7 @@
 //! Controls for the component instance a request runs on: what it has seen
 //! ([`stats`]), taking no new requests for good ([`retire`]) or for a while
 //! ([`hold`]). It does not choose a reuse policy (that is
-//! [`ReusePolicy`](crate::ReusePolicy), given to the export macro) or talk
+//! [`ReusePolicy`], given to the export macro) or talk
 //! to the host beyond component-model backpressure.
 //
 // Inside, this module is what one instance knows about itself: its handler

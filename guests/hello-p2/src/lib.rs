@@ -2,8 +2,8 @@
 
 use reprise::Request;
 
-reprise::export_p2!(
-    async fn hello(_request: Request) -> &'static str {
-        "Hello, WASI!"
-    }
-);
+async fn hello(_request: Request) -> &'static str {
+    "Hello, WASI!"
+}
+
+reprise::export_p2!(handler = hello);

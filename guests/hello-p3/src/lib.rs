@@ -3,13 +3,13 @@
 
 use reprise::{Body, Request, Response};
 
-reprise::export_p3!(
-    async fn hello(_request: Request) -> Response {
-        let (mut writer, body) = Body::channel();
-        reprise::spawn(async move {
-            // An error only means the client left; there is no one to tell.
-            let _ = writer.write("Hello, WASI!").await;
-        });
-        Response::new(body)
-    }
-);
+async fn hello(_request: Request) -> Response {
+    let (mut writer, body) = Body::channel();
+    reprise::spawn(async move {
+        // An error only means the client left; there is no one to tell.
+        let _ = writer.write("Hello, WASI!").await;
+    });
+    Response::new(body)
+}
+
+reprise::export_p3!(handler = hello);

@@ -23,31 +23,31 @@ struct Todo {
     done: bool,
 }
 
-reprise::export_p3!(
-    async fn todos(request: Request) -> Result<Response, reprise::Error> {
-        let store = Store::open()?;
-        let id = request
-            .uri()
-            .path()
-            .strip_prefix("/todos/")
-            .map(str::parse::<u64>);
-        let key = |id| format!("todo:{id}");
-        Ok(match (request.method().clone(), id) {
-            (Method::POST, None) if request.uri().path() == "/todos" => {
-                let Json(mut todo) = Json::<Todo>::read(request).await?;
-                todo.id = store.increment("todos:next-id", 1)?;
-                store.set_json(&key(todo.id), &todo)?;
-                (StatusCode::CREATED, Json(todo)).into_response()
-            }
-            (Method::GET, Some(Ok(id))) => match store.get_json::<Todo>(&key(id))? {
-                Some(todo) => Json(todo).into_response(),
-                None => StatusCode::NOT_FOUND.into_response(),
-            },
-            (Method::DELETE, Some(Ok(id))) => {
-                store.delete(&key(id))?;
-                StatusCode::NO_CONTENT.into_response()
-            }
-            _ => StatusCode::NOT_FOUND.into_response(),
-        })
-    }
-);
+reprise::export_p3!(handler = todos);
+
+async fn todos(request: Request) -> Result<Response, reprise::Error> {
+    let store = Store::open()?;
+    let id = request
+        .uri()
+        .path()
+        .strip_prefix("/todos/")
+        .map(str::parse::<u64>);
+    let key = |id| format!("todo:{id}");
+    Ok(match (request.method().clone(), id) {
+        (Method::POST, None) if request.uri().path() == "/todos" => {
+            let Json(mut todo) = Json::<Todo>::read(request).await?;
+            todo.id = store.increment("todos:next-id", 1)?;
+            store.set_json(&key(todo.id), &todo)?;
+            (StatusCode::CREATED, Json(todo)).into_response()
+        }
+        (Method::GET, Some(Ok(id))) => match store.get_json::<Todo>(&key(id))? {
+            Some(todo) => Json(todo).into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
+        },
+        (Method::DELETE, Some(Ok(id))) => {
+            store.delete(&key(id))?;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    })
+}

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-/// The sending half of [`Body::channel`]. Dropping it ends the body.
+/// The sending half of [`Body::channel`](crate::Body::channel). Dropping it ends the body.
 pub struct BodyWriter(pub(super) Arc<Mutex<Channel>>);
 
 /// Holds at most one chunk: a writer waits for the reader, so a slow client
