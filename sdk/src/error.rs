@@ -202,7 +202,12 @@ impl StoreError {
 #[cfg(any(feature = "kv", feature = "config"))]
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.store, self.message)
+        // A host's message may name the store already; say it once.
+        if self.message.contains(self.store) {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.store, self.message)
+        }
     }
 }
 
