@@ -14,19 +14,37 @@
 //!   with limits) is written into the component for hosts to read, and enforced
 //!   at run time through component-model backpressure, so it holds on any host.
 //!
+//! The shortest component is one async function:
+//!
+//! ```no_run
+//! use reprise::Request;
+//!
+//! async fn hello(_request: Request) -> &'static str {
+//!     "Hello, WASI!\n"
+//! }
+//!
+//! reprise::export_p3!(handler = hello);
+//! ```
+//!
+//! and state an instance keeps between requests is a [`Handler`] type:
+//!
 //! ```no_run
 //! use reprise::{Handler, IntoResponse, Request};
+//! use std::cell::Cell;
 //!
 //! #[derive(Default)]
-//! struct Hello;
+//! struct Counter {
+//!     served: Cell<u64>,
+//! }
 //!
-//! impl Handler for Hello {
+//! impl Handler for Counter {
 //!     async fn handle(&self, _request: Request) -> impl IntoResponse {
-//!         "Hello, WASI!\n"
+//!         self.served.set(self.served.get() + 1);
+//!         format!("this instance has served {}\n", self.served.get())
 //!     }
 //! }
 //!
-//! reprise::export_p3!(Hello);
+//! reprise::export_p3!(Counter);
 //! ```
 //!
 //! The same handler exports to WASIp2 with [`export_p2!`]; reprise then drives
@@ -54,6 +72,11 @@
 //! Handlers call other services with [`client::send`], bounded by
 //! [`timeout`] and by the request's [deadline](Handler::deadline); a call
 //! belongs to its request and is cancelled with it.
+//!
+//! Every error reprise returns is an [`IntoResponse`] with the right status
+//! and a one-line message (JSON when the request prefers it), so `?` is all
+//! the error handling a handler needs; [`Error`] takes any of them.
+//! [`instance`] holds the controls for the instance a request runs on.
 //!
 //! What reprise deliberately does not do: routing, connection pools or
 //! retries. It is the layer between the host and your code; use any router
@@ -145,4 +168,16 @@ pub mod __private {
     pub use wasip2;
     #[cfg(feature = "p3")]
     pub use wasip3;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[allow(deprecated)]
+    fn the_moved_names_still_work_for_one_release() {
+        let stats: crate::InstanceStats = crate::instance_stats();
+        assert_eq!(stats, crate::instance::stats());
+        let _hold: fn() -> crate::backpressure::Backpressure = crate::backpressure::hold;
+        let _retire: fn() = crate::retire;
+    }
 }
