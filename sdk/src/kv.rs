@@ -141,6 +141,7 @@ impl Store {
 
     /// The value of `key` read as JSON into a `T`.
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         self.get(key)?
             .map(|bytes| {
@@ -152,6 +153,7 @@ impl Store {
 
     /// Sets `key` to `value` written as JSON.
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn set_json<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), Error> {
         let bytes = serde_json::to_vec(value).map_err(|e| {
             error(format!(
