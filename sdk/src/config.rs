@@ -9,8 +9,6 @@
 //! This module does not cache or parse values: read them where you need
 //! them; the host answers from memory.
 
-use core::fmt;
-
 mod bindings {
     wit_bindgen::generate!({
         path: "../wit/deps/config",
@@ -20,23 +18,18 @@ mod bindings {
 
 use bindings::wasi::config::store;
 
-/// Why the host could not answer; displays as one line.
-#[derive(Debug)]
-pub struct Error(String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "configuration: {}", self.0)
-    }
-}
-
-impl std::error::Error for Error {}
+/// Why the host could not answer: a [`StoreError`](crate::StoreError), the
+/// same type as `kv::Error`, which answers `503` with its one line.
+pub type Error = crate::StoreError;
 
 impl From<store::Error> for Error {
     fn from(error: store::Error) -> Self {
-        Error(match error {
-            store::Error::Upstream(message) | store::Error::Io(message) => message,
-        })
+        Error::new(
+            "configuration",
+            match error {
+                store::Error::Upstream(message) | store::Error::Io(message) => message,
+            },
+        )
     }
 }
 

@@ -5,11 +5,12 @@
 //! sleep). Nothing here can interrupt code that never awaits: a busy loop
 //! runs until the host's own request timeout stops the instance.
 
-use std::fmt;
 use std::future::poll_fn;
 use std::pin::pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
+
+use crate::Elapsed;
 
 /// Runs `future` for at most `duration`; past that it is dropped and the
 /// result is [`Elapsed`].
@@ -47,23 +48,11 @@ pub(crate) async fn within<F: Future>(
     }
 }
 
-/// A [`timeout`] ran out: the future was dropped unfinished.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Elapsed(Duration);
-
-impl fmt::Display for Elapsed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "timed out after {} ms", self.0.as_millis())
-    }
-}
-
-impl std::error::Error for Elapsed {}
-
 /// The answer the SDK gives when a handler misses the request's deadline.
 pub(crate) fn missed(limit: Duration) -> crate::Response {
     let message = format!(
-        "deadline of {} ms passed before the response was ready\n",
+        "deadline of {} ms passed before the response was ready",
         limit.as_millis()
     );
-    crate::IntoResponse::into_response((http::StatusCode::GATEWAY_TIMEOUT, message))
+    crate::error::respond(http::StatusCode::GATEWAY_TIMEOUT, &message)
 }

@@ -6,8 +6,24 @@
 //! policy into the `reprise:reuse-policy` custom section.
 //! They do nothing at run time beyond calling into the world layer (`world/`).
 
-/// Exports a [`Handler`](crate::Handler) as the WASIp3 `wasi:http/handler@0.3.0`
-/// interface.
+/// Exports a handler as the WASIp3 `wasi:http/handler@0.3.0` interface.
+///
+/// The shortest form takes one async function from [`Request`](crate::Request)
+/// to any [`IntoResponse`](crate::IntoResponse); it has no instance state,
+/// so nothing it does can leak into the next request except through
+/// globals:
+///
+/// ```no_run
+/// use reprise::{IntoResponse, Request};
+///
+/// reprise::export_p3!(async fn hello(_request: Request) -> impl IntoResponse {
+///     "Hello, WASI!\n"
+/// });
+/// ```
+///
+/// A function defined elsewhere is exported with `handler = name`, and
+/// either form takes `policy = …` after it. For instance state, export a
+/// [`Handler`](crate::Handler) type:
 ///
 /// ```no_run
 /// # #[derive(Default)] struct App;
@@ -41,6 +57,18 @@
 /// ```
 #[macro_export]
 macro_rules! export_p3 {
+    ($(#[$attr:meta])* async fn $name:ident ($($params:tt)*) $(-> $ret:ty)? $body:block
+        $(, policy = $policy:expr)? $(,)?) => {
+        $(#[$attr])*
+        async fn $name($($params)*) $(-> $ret)? $body
+        $crate::export_p3!(handler = $name $(, policy = $policy)?);
+    };
+    (handler = $function:expr $(,)?) => {
+        $crate::export_p3!(handler = $function, policy = $crate::ReusePolicy::concurrent());
+    };
+    (handler = $function:expr, policy = $policy:expr $(,)?) => {
+        $crate::__export_p3!(|| $crate::__private::FnHandler($function), $policy);
+    };
     (service = $make:expr $(,)?) => {
         $crate::export_p3!(service = $make, policy = $crate::ReusePolicy::concurrent());
     };
@@ -102,9 +130,22 @@ macro_rules! __export_p3 {
 /// reprise::export_p2!(App, policy = reprise::ReusePolicy::never());
 /// ```
 ///
-/// `service = make` exports a tower service, as with [`export_p3!`].
+/// `async fn …`, `handler = function` and `service = make` work as with
+/// [`export_p3!`].
 #[macro_export]
 macro_rules! export_p2 {
+    ($(#[$attr:meta])* async fn $name:ident ($($params:tt)*) $(-> $ret:ty)? $body:block
+        $(, policy = $policy:expr)? $(,)?) => {
+        $(#[$attr])*
+        async fn $name($($params)*) $(-> $ret)? $body
+        $crate::export_p2!(handler = $name $(, policy = $policy)?);
+    };
+    (handler = $function:expr $(,)?) => {
+        $crate::export_p2!(handler = $function, policy = $crate::ReusePolicy::serial());
+    };
+    (handler = $function:expr, policy = $policy:expr $(,)?) => {
+        $crate::__export_p2!(|| $crate::__private::FnHandler($function), $policy);
+    };
     // A p2 export is never called concurrently: say so in the section.
     (service = $make:expr $(,)?) => {
         $crate::export_p2!(service = $make, policy = $crate::ReusePolicy::serial());

@@ -5,7 +5,7 @@
 //! instance borrows the same value. This module does not deal with either
 //! world's bindings; the world layer (`world/`) converts at the boundary.
 
-use crate::{Body, BodyError};
+use crate::Body;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use std::borrow::Cow;
@@ -108,6 +108,22 @@ impl<H: Handler> Serve for H {
     }
 }
 
+/// An async function as the instance's handler: what
+/// `export_p3!(async fn …)` and `handler = function` export. Not public API.
+#[doc(hidden)]
+pub struct FnHandler<F>(pub F);
+
+impl<F, Fut> Serve for FnHandler<F>
+where
+    F: Fn(Request) -> Fut + 'static,
+    Fut: Future,
+    Fut::Output: IntoResponse,
+{
+    async fn serve(&'static self, request: Request) -> Response {
+        (self.0)(request).await.into_response()
+    }
+}
+
 /// The value of query parameter `name` in the request's URI, percent-decoded
 /// (and `+` read as a space, as browsers send forms), if present. Borrowed
 /// when there was nothing to decode.
@@ -131,7 +147,8 @@ pub fn query_param<'a>(request: &'a Request, name: &str) -> Option<Cow<'a, str>>
 /// response with that status; `(StatusCode, T)` and `(StatusCode, HeaderMap,
 /// T)` set the status (and add the headers) on `T`'s response; a `Result`
 /// answers with whichever side it holds, so `?` works with error types that
-/// implement this trait, such as [`BodyError`]. Any `http::Response` whose
+/// implement this trait, as every error reprise returns does
+/// ([`BodyError`](crate::BodyError), [`client::Error`](crate::client::Error), …). Any `http::Response` whose
 /// body is an [`http_body::Body`] (an axum response, say) streams as it is.
 ///
 /// ```
@@ -236,12 +253,5 @@ impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
             Ok(ok) => ok.into_response(),
             Err(err) => err.into_response(),
         }
-    }
-}
-
-/// The error's status (`400`, or `413` past a size limit) with its message.
-impl IntoResponse for BodyError {
-    fn into_response(self) -> Response {
-        (self.status(), format!("{self}\n")).into_response()
     }
 }

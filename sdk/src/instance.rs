@@ -1,24 +1,33 @@
-//! What one component instance knows about itself: its handler value, how
-//! many requests it has taken, and whether it still takes new ones.
-//!
-//! This is where the reuse policy is enforced at run time. Scopes report
-//! request starts and ends; this module raises backpressure when the instance
-//! is full (concurrency limit) and raises it for good when the instance must
-//! retire (never, request limit, memory limit, [`retire`]). A host that sees
-//! an idle instance under permanent backpressure drops it, which is how
-//! retirement works on stock `wasmtime serve` too.
-//!
-//! A host that ignores backpressure (`jco serve` by default, any p2 host
-//! without component-model async) can still hand a retired instance another
-//! request. That request is refused, not served: the policy is the author's
-//! claim that the instance must not take it (state that leaks, memory that
-//! grows), so the SDK answers `503 Service Unavailable` without running the
-//! handler and writes one warning line on stderr naming the policy and what
-//! the host did. The instance stays retired; nothing here can make the host
-//! drop it.
+//! Controls for the component instance a request runs on: what it has seen
+//! ([`stats`]), taking no new requests for good ([`retire`]) or for a while
+//! ([`hold`]). It does not choose a reuse policy (that is
+//! [`ReusePolicy`], given to the export macro) or talk
+//! to the host beyond component-model backpressure.
+//
+// Inside, this module is what one instance knows about itself: its handler
+// value, how many requests it has taken, and whether it still takes new ones.
+//
+// This is where the reuse policy is enforced at run time. Scopes report
+// request starts and ends; this module raises backpressure when the instance
+// is full (concurrency limit) and raises it for good when the instance must
+// retire (never, request limit, memory limit, [`retire`]). A host that sees
+// an idle instance under permanent backpressure drops it, which is how
+// retirement works on stock `wasmtime serve` too.
+//
+// A host that ignores backpressure (`jco serve` by default, any p2 host
+// without component-model async) can still hand a retired instance another
+// request. That request is refused, not served: the policy is the author's
+// claim that the instance must not take it (state that leaks, memory that
+// grows), so the SDK answers `503 Service Unavailable` without running the
+// handler and writes one warning line on stderr naming the policy and what
+// the host did. The instance stays retired; nothing here can make the host
+// drop it.
 
+use crate::ReusePolicy;
 use crate::handler::Serve;
-use crate::{ReusePolicy, backpressure};
+use crate::hold as backpressure;
+
+pub use crate::hold::{Hold, hold};
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 
@@ -141,7 +150,7 @@ pub(crate) fn request_finished() {
 
 /// What this instance has seen so far, for logs, metrics and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InstanceStats {
+pub struct Stats {
     /// Requests this instance has accepted, including the current one.
     pub requests: u64,
     /// Requests in flight now, including the current one.
@@ -155,9 +164,9 @@ pub struct InstanceStats {
     pub memory_bytes: u64,
 }
 
-impl std::fmt::Display for InstanceStats {
+impl std::fmt::Display for Stats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let InstanceStats {
+        let Stats {
             requests,
             in_flight,
             most_in_flight,
@@ -175,11 +184,11 @@ impl std::fmt::Display for InstanceStats {
 /// What this instance has seen so far.
 ///
 /// ```no_run
-/// let stats = reprise::instance_stats();
+/// let stats = reprise::instance::stats();
 /// println!("request {} on this instance", stats.requests);
 /// ```
-pub fn instance_stats() -> InstanceStats {
-    STATE.with_borrow(|state| InstanceStats {
+pub fn stats() -> Stats {
+    STATE.with_borrow(|state| Stats {
         requests: state.accepted,
         in_flight: state.in_flight,
         most_in_flight: state.most_in_flight,
@@ -198,7 +207,7 @@ pub fn instance_stats() -> InstanceStats {
 /// ```no_run
 /// # fn cache_is_corrupt() -> bool { true }
 /// if cache_is_corrupt() {
-///     reprise::retire(); // this request still completes; the next gets a fresh instance
+///     reprise::instance::retire(); // this request still completes; the next gets a fresh instance
 /// }
 /// ```
 pub fn retire() {
@@ -221,8 +230,8 @@ impl State {
 /// The answer to a request the host sent to a retired instance.
 pub(crate) fn refused() -> crate::Response {
     let message = "this instance retired under its reuse policy and the host sent it \
-                   another request; see the host's stderr\n";
-    crate::IntoResponse::into_response((http::StatusCode::SERVICE_UNAVAILABLE, message))
+                   another request; see the host's stderr";
+    crate::error::respond(http::StatusCode::SERVICE_UNAVAILABLE, message)
 }
 
 /// The stderr line for the `nth` request refused after retiring for `why`.
@@ -296,7 +305,7 @@ mod tests {
             drop(running);
             assert_eq!(native::backpressure(), 0);
         }
-        assert!(!instance_stats().retiring);
+        assert!(!stats().retiring);
     }
 
     #[test]
@@ -312,7 +321,7 @@ mod tests {
         assert_eq!(native::backpressure(), 1);
         drop((second, third));
         assert_eq!(native::backpressure(), 0);
-        assert_eq!(instance_stats().most_in_flight, 2);
+        assert_eq!(stats().most_in_flight, 2);
     }
 
     #[test]
@@ -322,7 +331,7 @@ mod tests {
         assert_eq!(native::backpressure(), 0);
         let last = request();
         assert_eq!(native::backpressure(), 1);
-        assert!(instance_stats().retiring);
+        assert!(stats().retiring);
         drop(last);
         assert_eq!(native::backpressure(), 1, "a retired instance stays closed");
     }
@@ -332,8 +341,8 @@ mod tests {
         instance(ReusePolicy::never());
         drop(request());
         assert_eq!(native::backpressure(), 1);
-        assert_eq!(instance_stats().requests, 1);
-        assert!(instance_stats().retiring);
+        assert_eq!(stats().requests, 1);
+        assert!(stats().retiring);
     }
 
     #[test]
@@ -342,7 +351,7 @@ mod tests {
         drop(request());
         assert!(!request_started(), "a second request on `never` is refused");
         request_finished();
-        let stats = instance_stats();
+        let stats = stats();
         assert_eq!((stats.requests, stats.in_flight), (1, 0));
         assert_eq!(native::backpressure(), 1, "still retired");
     }
@@ -377,12 +386,12 @@ mod tests {
         let first = request();
         let second = request();
         drop(first);
-        let stats = instance_stats();
+        let stats = stats();
         assert_eq!(
             (stats.requests, stats.in_flight, stats.most_in_flight),
             (2, 1, 2)
         );
         drop(second);
-        assert_eq!(instance_stats().in_flight, 0);
+        assert_eq!(super::stats().in_flight, 0);
     }
 }

@@ -17,7 +17,8 @@
 //! [`Store::open`] starts from the seed data again: writes do not outlive
 //! the handle.)
 //!
-//! [`Error`] is an [`IntoResponse`]: a handler returning `Result<_,
+//! [`Error`] is [`StoreError`](crate::StoreError), an
+//! [`IntoResponse`](crate::IntoResponse): a handler returning `Result<_,
 //! kv::Error>` (or `?` into one) answers `503` with the error's one line.
 //! Values can be JSON ([`Store::get_json`], [`Store::set_json`], feature
 //! `json`). Keys are listed a page at a time ([`Store::list`]), by prefix.
@@ -27,12 +28,6 @@
 //! wasmtime 48 implements, has `increment` only). Requests that interleave
 //! may run between your `get` and your `set`; count with
 //! [`Store::increment`], which is atomic.
-
-use core::fmt;
-
-use http::StatusCode;
-
-use crate::{IntoResponse, Response};
 
 mod bindings {
     wit_bindgen::generate!({
@@ -49,24 +44,13 @@ pub struct Store {
     bucket: store::Bucket,
 }
 
-/// Why the store could not do what was asked; displays as one line.
-#[derive(Debug)]
-pub struct Error(String);
+/// Why the store could not do what was asked: a
+/// [`StoreError`](crate::StoreError), which answers `503` with its one line.
+pub type Error = crate::StoreError;
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "key-value store: {}", self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
-/// `503 Service Unavailable` with the error's one line: the store is
-/// missing, full or failing, which a client can only wait out.
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("{self}\n")).into_response()
-    }
+/// A store error with `message`.
+fn error(message: impl Into<String>) -> Error {
+    Error::new("key-value store", message)
 }
 
 /// One page of [`Store::list`]: the keys it found, and where the next page
@@ -81,8 +65,8 @@ pub struct Page {
 }
 
 impl From<store::Error> for Error {
-    fn from(error: store::Error) -> Self {
-        Error(match error {
+    fn from(e: store::Error) -> Self {
+        error(match e {
             store::Error::NoSuchStore => "the host has no such store".to_owned(),
             store::Error::AccessDenied => "access denied".to_owned(),
             store::Error::Other(message) => message,
@@ -107,7 +91,7 @@ impl Store {
     pub fn get_string(&self, key: &str) -> Result<Option<String>, Error> {
         self.get(key)?
             .map(|bytes| {
-                String::from_utf8(bytes).map_err(|_| Error(format!("`{key}` does not hold text")))
+                String::from_utf8(bytes).map_err(|_| error(format!("`{key}` does not hold text")))
             })
             .transpose()
     }
@@ -157,20 +141,22 @@ impl Store {
 
     /// The value of `key` read as JSON into a `T`.
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         self.get(key)?
             .map(|bytes| {
                 serde_json::from_slice(&bytes)
-                    .map_err(|e| Error(format!("`{key}` does not hold this type as JSON ({e})")))
+                    .map_err(|e| error(format!("`{key}` does not hold this type as JSON ({e})")))
             })
             .transpose()
     }
 
     /// Sets `key` to `value` written as JSON.
     #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn set_json<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), Error> {
         let bytes = serde_json::to_vec(value).map_err(|e| {
-            Error(format!(
+            error(format!(
                 "`{key}`: the value cannot be written as JSON ({e})"
             ))
         })?;

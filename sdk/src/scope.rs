@@ -156,13 +156,19 @@ impl Scope {
         if self.0.refused {
             return crate::instance::refused();
         }
-        let answer = self.enter(handler.serve(request));
-        match crate::deadline::within(self.deadline(), answer).await {
-            Ok(response) => response,
-            Err(_) => crate::deadline::missed(self.deadline().map_or(Duration::ZERO, |deadline| {
-                deadline.saturating_duration_since(self.0.started)
-            })),
-        }
+        let (deadline, started) = (self.deadline(), self.0.started);
+        // All in the scope, the 504 too: errors read the request's
+        // preference for JSON from it.
+        self.enter(async move {
+            crate::error::negotiate(&request);
+            match crate::deadline::within(deadline, handler.serve(request)).await {
+                Ok(response) => response,
+                Err(_) => crate::deadline::missed(deadline.map_or(Duration::ZERO, |deadline| {
+                    deadline.saturating_duration_since(started)
+                })),
+            }
+        })
+        .await
     }
 
     /// The request's value for the request-local at `key`, made by `init`
@@ -383,10 +389,10 @@ mod tests {
         let task = scope.clone(); // as a spawned task or a body writer holds it
         drop(scope);
         assert_eq!(Rc::strong_count(&value), 2, "the request is still open");
-        assert_eq!(crate::instance_stats().in_flight, 1);
+        assert_eq!(crate::instance::stats().in_flight, 1);
         drop(task);
         assert_eq!(Rc::strong_count(&value), 1, "the request's value is gone");
-        assert_eq!(crate::instance_stats().in_flight, 0);
+        assert_eq!(crate::instance::stats().in_flight, 0);
     }
 
     #[test]

@@ -62,6 +62,6 @@ async fn lock(State(counter): State<Arc<Mutex<u64>>>, Query(params): Query<Param
 fn most_in_flight() -> String {
     format!(
         "most_in_flight={}",
-        reprise::instance_stats().most_in_flight
+        reprise::instance::stats().most_in_flight
     )
 }

@@ -22,7 +22,7 @@
 //! - `trap_in_body=1`: respond with `content-length: 5`, then trap 20 ms
 //!   later, before writing the body
 
-use reprise::{Body, Handler, IntoResponse, Request, Response, backpressure, query_param};
+use reprise::{Body, Handler, IntoResponse, Request, Response, instance, query_param};
 use std::time::{Duration, Instant};
 
 /// The misbehaving handler.
@@ -57,10 +57,10 @@ impl Handler for Faults {
             Vec::leak(vec![1u8; kib as usize * 1024]);
         }
         if query_param(&request, "retire").as_deref() == Some("1") {
-            reprise::retire();
+            reprise::instance::retire();
         }
         if let Some(ms) = number(&request, "hold_ms") {
-            let _quiet = backpressure::hold();
+            let _quiet = instance::hold();
             reprise::sleep(Duration::from_millis(ms)).await;
         }
         if query_param(&request, "read_body").as_deref() == Some("1") {
@@ -95,7 +95,7 @@ impl Handler for Faults {
         let size =
             number(&request, "body_bytes").or(number(&request, "body_kib").map(|kib| kib * 1024));
         if size.is_none() && declared.is_none() && trap_after.is_none() && stall_after.is_none() {
-            return Response::new(format!("ok {}\n", reprise::instance_stats()).into());
+            return Response::new(format!("ok {}\n", reprise::instance::stats()).into());
         }
         let size = size.unwrap_or(0);
         let (mut writer, body) = Body::channel();

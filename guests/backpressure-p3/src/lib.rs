@@ -2,7 +2,7 @@
 //! starts no new request on this instance and sends them to another one;
 //! dropping the guard opens the instance again.
 
-use reprise::{Handler, IntoResponse, Request, backpressure};
+use reprise::{Handler, IntoResponse, Request, instance};
 use std::time::Duration;
 
 #[derive(Default)]
@@ -13,7 +13,7 @@ impl Handler for Quiet {
         let hold_ms = reprise::query_param(&request, "hold_ms").and_then(|ms| ms.parse().ok());
         match hold_ms {
             Some(ms) => {
-                let _quiet = backpressure::hold();
+                let _quiet = instance::hold();
                 // Stand-in for work that must not share the instance, such as
                 // rebuilding a cache that other requests read.
                 reprise::sleep(Duration::from_millis(ms)).await;

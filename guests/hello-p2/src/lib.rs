@@ -1,14 +1,9 @@
-//! The classic `wasmtime serve` sample on WASIp2.
+//! The classic `wasmtime serve` sample on WASIp2, as one async function.
 
-use reprise::{Handler, IntoResponse, Request};
+use reprise::Request;
 
-#[derive(Default)]
-struct Hello;
-
-impl Handler for Hello {
-    async fn handle(&self, _request: Request) -> impl IntoResponse {
-        "Hello, WASI!"
-    }
+async fn hello(_request: Request) -> &'static str {
+    "Hello, WASI!"
 }
 
-reprise::export_p2!(Hello);
+reprise::export_p2!(handler = hello);

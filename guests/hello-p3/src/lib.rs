@@ -1,20 +1,15 @@
 //! The classic `wasmtime serve` sample on WASIp3: the response goes back at
 //! once, and a spawned task streams its body afterwards.
 
-use reprise::{Body, Handler, IntoResponse, Request, Response};
+use reprise::{Body, Request, Response};
 
-#[derive(Default)]
-struct Hello;
-
-impl Handler for Hello {
-    async fn handle(&self, _request: Request) -> impl IntoResponse {
-        let (mut writer, body) = Body::channel();
-        reprise::spawn(async move {
-            // An error only means the client left; there is no one to tell.
-            let _ = writer.write("Hello, WASI!").await;
-        });
-        Response::new(body)
-    }
+async fn hello(_request: Request) -> Response {
+    let (mut writer, body) = Body::channel();
+    reprise::spawn(async move {
+        // An error only means the client left; there is no one to tell.
+        let _ = writer.write("Hello, WASI!").await;
+    });
+    Response::new(body)
 }
 
-reprise::export_p3!(Hello);
+reprise::export_p3!(handler = hello);

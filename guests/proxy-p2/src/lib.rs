@@ -1,7 +1,4 @@
-//! The `proxy-p3` sample's handler, unchanged, exported for WASIp2: reprise
-//! runs it on its own executor, one request per instance at a time.
+//! The reverse proxy of `proxy-common`, unchanged, exported for WASIp2:
+//! reprise runs it on its own executor, one request per instance at a time.
 
-#[path = "../../proxy-p3/src/proxy.rs"]
-mod proxy;
-
-reprise::export_p2!(proxy::Proxy);
+reprise::export_p2!(proxy_common::Proxy);

@@ -1,6 +1,4 @@
-//! The reverse proxy of `proxy.rs`, exported for WASIp3: requests that
+//! The reverse proxy of `proxy-common`, exported for WASIp3: requests that
 //! wait on the backend share one instance, many at a time.
 
-mod proxy;
-
-reprise::export_p3!(proxy::Proxy);
+reprise::export_p3!(proxy_common::Proxy);

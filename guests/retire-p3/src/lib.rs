@@ -1,5 +1,5 @@
 //! Retiring an instance from inside a request. `?retire=1` calls
-//! `reprise::retire()`: requests in flight finish, no new one starts here,
+//! `reprise::instance::retire()`: requests in flight finish, no new one starts here,
 //! and the host then drops the instance. `?ms=N` makes a request slow.
 
 use reprise::{Handler, IntoResponse, Request};
@@ -12,7 +12,7 @@ impl Handler for Retire {
     async fn handle(&self, request: Request) -> impl IntoResponse {
         let retire = reprise::query_param(&request, "retire").as_deref() == Some("1");
         if retire {
-            reprise::retire();
+            reprise::instance::retire();
         }
         let ms = reprise::query_param(&request, "ms").and_then(|ms| ms.parse().ok());
         reprise::sleep(Duration::from_millis(ms.unwrap_or(0))).await;

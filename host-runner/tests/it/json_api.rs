@@ -1,5 +1,5 @@
 //! The `json-api-p3` sample over HTTP/1.1: what `reprise::Json`,
-//! `IntoResponse` and `Body::bytes_limited` give an API, as a client sees it.
+//! `IntoResponse` and the SDK's errors give an API, as a client sees it.
 //! Status, headers and bodies are asserted exactly where a client would
 //! rely on them.
 
@@ -43,14 +43,15 @@ fn created_items_answer_201_with_their_location_and_can_be_fetched_there() {
 }
 
 #[test]
-fn bad_json_is_a_400_that_says_where() {
+fn bad_json_is_a_400_that_says_where_as_json() {
     let server = RunningServer::start(&guest_wasm("json_api_p3"), &[]);
 
     let broken = post(&server, "/items", b"{\"name\": }");
     assert_eq!(broken.status, 400);
+    assert_eq!(broken.header("content-type"), Some("application/json"));
     assert_eq!(
         broken.text(),
-        "body error: invalid JSON: expected value at line 1 column 10\n"
+        "{\"error\":\"invalid JSON: expected value at line 1 column 10\"}\n"
     );
 
     let nameless = post(&server, "/items", br#"{"title":"pen"}"#);
@@ -75,7 +76,7 @@ fn a_body_over_the_limit_is_a_413_whether_announced_or_streamed() {
     // the client gets its answer having sent only the start of it.
     let mut connection = server.connect();
     let head = format!(
-        "POST /items HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n",
+        "POST /items HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         huge.len()
     );
     connection.send_raw(head.as_bytes()).expect("send the head");
@@ -86,14 +87,14 @@ fn a_body_over_the_limit_is_a_413_whether_announced_or_streamed() {
     assert_eq!(announced.status, 413, "{}", announced.text());
     assert_eq!(
         announced.text(),
-        format!("body error: the body is larger than its limit of {LIMIT} bytes\n")
+        format!("{{\"error\":\"the body is larger than its limit of {LIMIT} bytes\"}}\n")
     );
 
     // Chunked, so only counting the bytes read can catch it: the last
     // chunk crosses the limit.
     let mut connection = server.connect();
     let mut request =
-        b"POST /items HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        b"POST /items HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for piece in huge.as_bytes().chunks(64 * 1024) {
         request.extend(format!("{:x}\r\n", piece.len()).as_bytes());
         request.extend(piece);

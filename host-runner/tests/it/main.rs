@@ -32,6 +32,7 @@ mod quick_start;
 mod record;
 mod replay;
 mod reuse_safety;
+mod sdk_errors;
 mod serve;
 mod soak;
 mod statuses;

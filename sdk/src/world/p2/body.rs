@@ -4,7 +4,8 @@
 
 use super::{conv, executor};
 use crate::Body;
-use crate::body::{BodyError, NextFrame, Source};
+use crate::BodyError;
+use crate::body::{NextFrame, Source};
 use crate::scope::Scope;
 use http_body::Frame;
 use wasip2::http::types::{Fields, FutureTrailers, IncomingBody as WasiIncomingBody, OutgoingBody};

@@ -27,7 +27,7 @@ use std::time::Duration;
 /// needs backpressure. Without it, `policy_backpressure` is a no-op and the
 /// component holds no `backpressure.inc`/`.dec` built-ins, which keeps it
 /// loadable on hosts without component-model async support (unless the app
-/// itself calls [`retire`](crate::retire) or [`hold`](crate::backpressure::hold)).
+/// itself calls [`retire`](crate::instance::retire) or [`hold`](crate::instance::hold)).
 struct P2<const RETIRES: bool>;
 
 impl<const RETIRES: bool> Runtime for P2<RETIRES> {
@@ -50,7 +50,7 @@ impl<const RETIRES: bool> Runtime for P2<RETIRES> {
 
     fn policy_backpressure(&self, raise: bool) {
         if RETIRES {
-            crate::backpressure::adjust(raise);
+            crate::hold::adjust(raise);
         }
     }
 }

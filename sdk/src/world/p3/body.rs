@@ -5,7 +5,8 @@
 
 use super::conv;
 use crate::Body;
-use crate::body::{BodyError, NextFrame, Source};
+use crate::BodyError;
+use crate::body::{NextFrame, Source};
 use crate::scope::Scope;
 use bytes::Bytes;
 use http_body::Frame;

@@ -39,6 +39,6 @@ impl Runtime for P3 {
     }
 
     fn policy_backpressure(&self, raise: bool) {
-        crate::backpressure::adjust(raise);
+        crate::hold::adjust(raise);
     }
 }

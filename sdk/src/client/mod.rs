@@ -10,6 +10,10 @@
 //!
 //! [`timeout`]: crate::timeout
 
+mod url;
+
+pub use url::Url;
+
 use crate::{Body, BodyError, IntoResponse, Request, Response};
 use http::StatusCode;
 use std::fmt;
@@ -145,10 +149,13 @@ impl Upstream {
             Some(expected) => format!(" of its content-length of {expected}"),
             None => String::new(),
         };
-        BodyError::upstream(format!(
-            "the response from {} {what} {} bytes{expected}",
-            self.target, self.seen
-        ))
+        BodyError::with_status(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "the response from {} {what} {} bytes{expected}",
+                self.target, self.seen
+            ),
+        )
     }
 }
 
@@ -230,8 +237,8 @@ pub struct Timeouts {
 /// message that names the destination.
 ///
 /// As a handler's answer it becomes `504` for a timeout and `502` for
-/// anything else, with the message as the body, which is what a proxy
-/// reports.
+/// anything else, with the message as the body (as JSON when the request
+/// prefers it), which is what a proxy reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
     kind: ErrorKind,
@@ -271,6 +278,15 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
+
+    /// The status this error answers with: `504` for a timeout, `502`
+    /// otherwise.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -289,11 +305,15 @@ impl From<BodyError> for Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let status = match self.kind {
-            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            _ => StatusCode::BAD_GATEWAY,
-        };
-        (status, Body::from(format!("{}\n", self.message))).into_response()
+        crate::error::respond(self.status(), &self.message)
+    }
+}
+
+/// A [`timeout`](crate::timeout) around a call: a [`ErrorKind::Timeout`],
+/// so `timeout(d, send(request)).await??` needs no conversion.
+impl From<crate::Elapsed> for Error {
+    fn from(error: crate::Elapsed) -> Self {
+        Error::new(ErrorKind::Timeout, error.to_string())
     }
 }
 

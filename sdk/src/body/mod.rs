@@ -4,17 +4,26 @@
 //! any other [`http_body::Body`] (an axum response, a `Stream` of bytes), or
 //! (for requests) the client's upload read from the host. It implements
 //! `http_body::Body` and is `Send`, so it moves freely through tower and axum.
-//! It does not know either world's stream types: `rt` plugs those in behind
-//! [`Source`].
+//! It does not know either world's stream types: the world layer plugs
+//! those in behind [`Source`]. The writer's channel is in `channel`, the
+//! adapters from other bodies, streams and sources in `adapt`.
 
+mod adapt;
+mod channel;
+
+pub use channel::BodyWriter;
+
+use crate::BodyError;
+use adapt::{Foreign, FromStream, Pull, PullState};
 use bytes::Bytes;
+use channel::{Channel, Receiver};
 use http::StatusCode;
 use http_body::{Frame, SizeHint};
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 /// The body of a request or response.
 ///
@@ -31,7 +40,7 @@ enum Kind {
 }
 
 /// The error type foreign bodies and streams may fail with.
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One frame of a streamed body, or `None` at its end.
 pub(crate) type NextFrame<'a> =
@@ -42,60 +51,6 @@ pub(crate) type NextFrame<'a> =
 pub(crate) trait Source: Unpin + 'static {
     fn next_frame(&mut self) -> NextFrame<'_>;
 }
-
-/// Why a body could not be read or written: the client went away, the
-/// upload broke off or was too large, a producer called
-/// [`BodyWriter::abort`], or (with the `json` feature) the body was not the
-/// JSON expected.
-///
-/// As a response it is its [`status`](BodyError::status) with its message,
-/// so `?` on a request body answers the client sensibly.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BodyError {
-    message: String,
-    status: StatusCode,
-}
-
-impl BodyError {
-    /// A body error answered with `400 Bad Request`.
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        BodyError {
-            message: message.into(),
-            status: StatusCode::BAD_REQUEST,
-        }
-    }
-
-    /// A body error answered with `502 Bad Gateway`: another service's
-    /// response broke off.
-    pub(crate) fn upstream(message: impl Into<String>) -> Self {
-        BodyError {
-            message: message.into(),
-            status: StatusCode::BAD_GATEWAY,
-        }
-    }
-
-    /// The status that answers a request whose body failed this way: `413`
-    /// for a body over its limit, `502` for another service's response that
-    /// broke off, `400` otherwise.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    fn from_box(error: BoxError) -> Self {
-        match error.downcast::<BodyError>() {
-            Ok(error) => *error,
-            Err(error) => BodyError::new(error.to_string()),
-        }
-    }
-}
-
-impl fmt::Display for BodyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "body error: {}", self.message)
-    }
-}
-
-impl std::error::Error for BodyError {}
 
 impl Body {
     /// A body with no bytes.
@@ -235,9 +190,11 @@ impl Body {
     /// }
     /// ```
     pub async fn bytes_limited(mut self, max: usize) -> Result<Bytes, BodyError> {
-        let too_large = || BodyError {
-            message: format!("the body is larger than its limit of {max} bytes"),
-            status: StatusCode::PAYLOAD_TOO_LARGE,
+        let too_large = || {
+            BodyError::with_status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than its limit of {max} bytes"),
+            )
         };
         let max_u64 = u64::try_from(max).unwrap_or(u64::MAX);
         if http_body::Body::size_hint(&self).lower() > max_u64 {
@@ -358,253 +315,10 @@ impl From<Vec<u8>> for Body {
     }
 }
 
-/// Another crate's body, its errors turned into [`BodyError`]s.
-struct Foreign<B>(B);
-
-impl<B> http_body::Body for Foreign<B>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        // SAFETY: `self.0` is never moved out of the pinned `Foreign`.
-        let body = unsafe { self.map_unchecked_mut(|foreign| &mut foreign.0) };
-        body.poll_frame(cx)
-            .map(|frame| frame.map(|frame| frame.map_err(|e| BodyError::from_box(e.into()))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.0.size_hint()
-    }
-}
-
-/// A `Stream` of chunks as a body.
-struct FromStream<S>(Pin<Box<S>>);
-
-impl<S, T, E> http_body::Body for FromStream<S>
-where
-    S: futures_core::Stream<Item = Result<T, E>>,
-    T: Into<Bytes>,
-    E: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        self.0.as_mut().poll_next(cx).map(|item| {
-            item.map(|chunk| {
-                chunk
-                    .map(|chunk| Frame::data(chunk.into()))
-                    .map_err(|e| BodyError::from_box(e.into()))
-            })
-        })
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let (lower, upper) = self.0.size_hint();
-        // A stream counts chunks, not bytes: only "no more chunks" carries over.
-        if upper == Some(0) && lower == 0 {
-            SizeHint::with_exact(0)
-        } else {
-            SizeHint::new()
-        }
-    }
-}
-
-/// A [`Source`] as a poll-based body: the read in flight owns the source,
-/// and hands it back with the frame.
-struct Pull<S> {
-    state: PullState<S>,
-    hint: SizeHint,
-}
-
-type PullRead<S> = Pin<Box<dyn Future<Output = (S, Option<Result<Frame<Bytes>, BodyError>>)>>>;
-
-enum PullState<S> {
-    Idle(S),
-    Reading(PullRead<S>),
-    Ended,
-}
-
-impl<S: Source> http_body::Body for Pull<S> {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = &mut *self;
-        loop {
-            match std::mem::replace(&mut this.state, PullState::Ended) {
-                PullState::Idle(mut source) => {
-                    this.state = PullState::Reading(Box::pin(async move {
-                        let frame = source.next_frame().await;
-                        (source, frame)
-                    }));
-                }
-                PullState::Reading(mut read) => {
-                    let Poll::Ready((source, frame)) = read.as_mut().poll(cx) else {
-                        this.state = PullState::Reading(read);
-                        return Poll::Pending;
-                    };
-                    if frame.is_some() {
-                        this.state = PullState::Idle(source);
-                    }
-                    this.hint = match &frame {
-                        Some(Ok(frame)) => shrink(&this.hint, frame),
-                        _ => SizeHint::with_exact(0),
-                    };
-                    return Poll::Ready(frame);
-                }
-                PullState::Ended => return Poll::Ready(None),
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        matches!(self.state, PullState::Ended)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.hint
-    }
-}
-
-/// What is left of `hint` once `frame` has been read.
-fn shrink(hint: &SizeHint, frame: &Frame<Bytes>) -> SizeHint {
-    let read = frame.data_ref().map_or(0, |bytes| bytes.len() as u64);
-    let mut left = SizeHint::new();
-    if let Some(upper) = hint.upper() {
-        left.set_upper(upper.saturating_sub(read));
-    }
-    left.set_lower(hint.lower().saturating_sub(read));
-    left
-}
-
-/// The sending half of [`Body::channel`]. Dropping it ends the body.
-pub struct BodyWriter(Arc<Mutex<Channel>>);
-
-/// Holds at most one chunk: a writer waits for the reader, so a slow client
-/// slows the producer instead of growing memory.
-#[derive(Default)]
-struct Channel {
-    chunk: Option<Bytes>,
-    /// Set by [`BodyWriter::abort`]: the body ends with this error.
-    aborted: Option<String>,
-    writer_gone: bool,
-    reader_gone: bool,
-    reader_waker: Option<Waker>,
-    writer_waker: Option<Waker>,
-}
-
-/// Locks a channel. A panic while it is held leaves it consistent (every
-/// update is one assignment), so poisoning is ignored.
-fn lock(channel: &Mutex<Channel>) -> MutexGuard<'_, Channel> {
-    channel
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl BodyWriter {
-    /// Sends one chunk, waiting while the previous one is still unread.
-    ///
-    /// Fails once the reader is gone (for a response: the client disconnected
-    /// or the host dropped the body), so a producer knows to stop.
-    pub async fn write(&mut self, chunk: impl Into<Bytes>) -> Result<(), BodyError> {
-        let mut chunk = Some(chunk.into());
-        poll_fn(|cx| {
-            let mut channel = lock(&self.0);
-            if channel.reader_gone {
-                return Poll::Ready(Err(BodyError::new("the body's reader is gone")));
-            }
-            if channel.chunk.is_some() {
-                channel.writer_waker = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-            channel.chunk = chunk.take();
-            if let Some(waker) = channel.reader_waker.take() {
-                waker.wake();
-            }
-            Poll::Ready(Ok(()))
-        })
-        .await
-    }
-
-    /// Ends the body with an error instead of a clean end.
-    ///
-    /// Dropping the writer tells the client the body is complete; a producer
-    /// that fails halfway calls this instead, and the host aborts the
-    /// response, so the client never mistakes a cut-off body for a whole one.
-    pub fn abort(self, reason: impl Into<String>) {
-        lock(&self.0).aborted = Some(reason.into());
-    }
-}
-
-impl Drop for BodyWriter {
-    fn drop(&mut self) {
-        let mut channel = lock(&self.0);
-        channel.writer_gone = true;
-        if let Some(waker) = channel.reader_waker.take() {
-            waker.wake();
-        }
-    }
-}
-
-struct Receiver(Arc<Mutex<Channel>>);
-
-impl http_body::Body for Receiver {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let mut channel = lock(&self.0);
-        if let Some(chunk) = channel.chunk.take() {
-            if let Some(waker) = channel.writer_waker.take() {
-                waker.wake();
-            }
-            return Poll::Ready(Some(Ok(Frame::data(chunk))));
-        }
-        if let Some(reason) = channel.aborted.take() {
-            return Poll::Ready(Some(Err(BodyError::new(reason))));
-        }
-        if channel.writer_gone {
-            return Poll::Ready(None);
-        }
-        channel.reader_waker = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let mut channel = lock(&self.0);
-        channel.reader_gone = true;
-        if let Some(waker) = channel.writer_waker.take() {
-            waker.wake();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::task::Waker;
 
     fn block_on<F: Future>(future: F) -> F::Output {
         let mut future = std::pin::pin!(future);
@@ -638,7 +352,7 @@ mod tests {
         block_on(writer.write("partial")).unwrap();
         writer.abort("upstream failed");
         let error = block_on(body.bytes()).unwrap_err();
-        assert_eq!(error.to_string(), "body error: upstream failed");
+        assert_eq!(error.to_string(), "upstream failed");
     }
 
     #[test]

@@ -19,26 +19,26 @@ use std::marker::PhantomData;
 /// ```no_run
 /// # async fn rebuild_cache() {}
 /// # async fn handler() {
-/// let _quiet = reprise::backpressure::hold();
+/// let _quiet = reprise::instance::hold();
 /// rebuild_cache().await; // no new request starts on this instance meanwhile
 /// # }
 /// ```
 #[must_use = "backpressure is lowered again as soon as the guard is dropped"]
-pub fn hold() -> Backpressure {
+pub fn hold() -> Hold {
     inc();
-    Backpressure {
+    Hold {
         _instance_bound: PhantomData,
     }
 }
 
 /// Backpressure raised by [`hold`]; dropping it lowers it again.
 #[derive(Debug)]
-pub struct Backpressure {
+pub struct Hold {
     /// Backpressure belongs to this instance: keep the guard off other threads.
     _instance_bound: PhantomData<*const ()>,
 }
 
-impl Drop for Backpressure {
+impl Drop for Hold {
     fn drop(&mut self) {
         dec();
     }
