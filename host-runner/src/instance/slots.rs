@@ -1,11 +1,10 @@
 //! `--max-instances` across the serving threads: the slots instances hold
 //! while they live, and the reclaiming of idle ones. Each thread's
 //! `ProxyHandler` keeps its own instances, so an instance idle on one
-//! thread is no use to a request on another; when every slot is taken, an
-//! instance idle elsewhere, or the first to become idle within
-//! [`RECLAIM_WAIT`] (one still finishing its last request), is asked to
-//! step down (it ends as if its idle timeout had passed) and the request
-//! waits for its slot, instead of getting 503 while capacity sits unused.
+//! thread is no use to a request on another; when every slot is taken and
+//! some instance sits idle elsewhere, that instance is asked to step down
+//! (it ends as if its idle timeout had passed) and the request waits for
+//! its slot, instead of getting 503 while capacity sits unused.
 //!
 //! This module does not create or drop instances (`instance/mod.rs` and
 //! `ProxyHandler` do); it only counts them and wakes idle ones.
@@ -19,9 +18,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-/// How long a request waits for an instance elsewhere to step down, before
-/// it gets 503. An idle instance ends at its next poll, in well under this;
-/// the bound is for instances that are all busy.
+/// How long a request waits for an idle instance elsewhere to step down.
+/// An idle instance ends at its next poll, in well under this; the bound is
+/// for a reclaimed instance that took a request in the meantime.
 const RECLAIM_WAIT: Duration = Duration::from_secs(1);
 
 /// The server's instance slots, shared by every thread.
@@ -96,9 +95,8 @@ impl Slots {
             .map(|_| InstanceSlot(self.clone()))
     }
 
-    /// A slot for a new instance: a free one, or the one an instance gives
-    /// up when it is or becomes idle; an error when every instance stays
-    /// busy for [`RECLAIM_WAIT`].
+    /// A slot for a new instance: a free one, or the one an idle instance
+    /// gives up when asked; an error when every instance is busy.
     pub(crate) async fn take(self: &Arc<Self>) -> Result<InstanceSlot, InstanceLimitError> {
         let limit = || InstanceLimitError { max: self.max };
         if let Some(slot) = self.try_take() {
@@ -107,6 +105,9 @@ impl Slots {
         let waiter = self.next_waiter.fetch_add(1, Ordering::Relaxed);
         let idle = {
             let mut books = self.books();
+            if books.idle.is_empty() {
+                return Err(limit());
+            }
             books.wanted.push(waiter);
             books.idle.values().cloned().collect::<Vec<_>>()
         };
