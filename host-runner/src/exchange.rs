@@ -422,26 +422,40 @@ mod tests {
     #[tokio::test]
     async fn repeats_are_answered_in_recorded_order_from_each_reset_and_the_last_one_again() {
         let replay = Replay::new(vec![
-            exchange("http://b/x", "1"),
-            exchange("http://b/y", "y"),
-            exchange("http://b/x", "2"),
+            exchange("http://127.0.0.1:9/x", "1"),
+            exchange("http://127.0.0.1:9/y", "y"),
+            exchange("http://127.0.0.1:9/x", "2"),
         ]);
         for _ in 0..2 {
-            assert_eq!(answer(&replay, "http://b/x").await.as_deref(), Ok("1"));
-            assert_eq!(answer(&replay, "http://b/x").await.as_deref(), Ok("2"));
-            assert_eq!(answer(&replay, "http://b/x").await.as_deref(), Ok("2"));
-            assert_eq!(answer(&replay, "http://b/y").await.as_deref(), Ok("y"));
+            assert_eq!(
+                answer(&replay, "http://127.0.0.1:9/x").await.as_deref(),
+                Ok("1")
+            );
+            assert_eq!(
+                answer(&replay, "http://127.0.0.1:9/x").await.as_deref(),
+                Ok("2")
+            );
+            assert_eq!(
+                answer(&replay, "http://127.0.0.1:9/x").await.as_deref(),
+                Ok("2")
+            );
+            assert_eq!(
+                answer(&replay, "http://127.0.0.1:9/y").await.as_deref(),
+                Ok("y")
+            );
             replay.reset();
         }
-        let missing = answer(&replay, "http://b/z").await.expect_err("unrecorded");
+        let missing = answer(&replay, "http://127.0.0.1:9/z")
+            .await
+            .expect_err("unrecorded");
         assert!(missing.contains("--live-outgoing"), "{missing}");
     }
 
     #[tokio::test]
     async fn a_url_recorded_with_its_secrets_redacted_still_matches() {
-        let redacted = format!("http://b/x?token={REDACTED}&a=1");
+        let redacted = format!("http://127.0.0.1:9/x?token={REDACTED}&a=1");
         let replay = Replay::new(vec![exchange(&redacted, "ok")]);
-        let answer = answer(&replay, "http://b/x?token=t0p&a=1").await;
+        let answer = answer(&replay, "http://127.0.0.1:9/x?token=t0p&a=1").await;
         assert_eq!(answer.as_deref(), Ok("ok"));
     }
 }

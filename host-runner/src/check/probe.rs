@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn outgoing_call_lines_sit_beside_requests_and_are_read_apart() {
-        let call = r#"{"outgoing":{"method":"GET","url":"http://b/x","body_sha256":"sha256:0","status":200,"headers":[["x","1"]],"body":"hi"}}"#;
+        let call = r#"{"outgoing":{"method":"GET","url":"http://127.0.0.1:9/x","body_sha256":"sha256:0","status":200,"headers":[["x","1"]],"body":"hi"}}"#;
         let text = format!("{{\"path\":\"/a\"}}\n{call}\n");
         assert_eq!(Probe::parse_lines(&text).unwrap().len(), 1);
         let calls = RecordedCalls::parse(&text).unwrap();
