@@ -17,14 +17,12 @@
 //! recording's writer does) and does not compare answers.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body, Frame, SizeHint};
+use hyper::body::Frame;
 use hyper::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
 use hyper::{Request, Response};
 use sha2::{Digest, Sha256};
@@ -32,6 +30,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
 use crate::pool::{Pool, Sent};
 use crate::record_line::{Exchange, ExchangeLine, REDACTED, redact_query};
+use crate::watched::{Watch, Watched, keep_up_to};
 
 /// Response body bytes kept per recorded call; past it the body is cut
 /// (and marked so), which keeps a recording readable.
@@ -130,7 +129,7 @@ impl ExchangeRecorder {
             digest: digest.clone(),
         };
         let request =
-            request.map(|body| Tapped::new(body, move |data| lock(&digest).0.update(data)).into());
+            request.map(|body| Tap::new(move |data| lock(&digest).0.update(data)).on(body));
         (request, call)
     }
 }
@@ -165,17 +164,16 @@ impl Call {
             cut: false,
         }));
         let copy = kept.clone();
-        let body = Tapped::new(body, move |data| {
-            let mut kept = lock(&copy);
-            let room = MAX_RECORDED_RESPONSE_BODY - kept.body.len();
-            kept.cut |= data.len() > room;
-            kept.body.extend_from_slice(&data[..data.len().min(room)]);
+        let body = Tap::new(move |data| {
+            let kept = &mut *lock(&copy);
+            kept.cut |= keep_up_to(&mut kept.body, data, MAX_RECORDED_RESPONSE_BODY);
         })
         .on_end(move |whole| {
             let mut kept = lock(&kept);
             kept.cut |= !whole;
             kept.write();
-        });
+        })
+        .on(body);
         Response::from_parts(parts, body)
     }
 }
@@ -217,73 +215,48 @@ impl Kept {
     }
 }
 
-/// A body that shows each data frame to `data` as it passes, and tells
-/// `end` once whether it was read to its end (`false`: dropped before).
-struct Tapped {
-    inner: WasiBody,
+/// Shows each data frame of a body to `data` as it passes, and tells `end`
+/// once whether the body was read to its end (`false`: dropped before).
+struct Tap {
     data: Box<dyn FnMut(&Bytes) + Send>,
     end: Option<Box<dyn FnOnce(bool) + Send>>,
 }
 
-impl Tapped {
-    fn new(inner: WasiBody, data: impl FnMut(&Bytes) + Send + 'static) -> Self {
+impl Tap {
+    fn new(data: impl FnMut(&Bytes) + Send + 'static) -> Self {
         Self {
-            inner,
             data: Box::new(data),
             end: None,
         }
     }
 
-    fn on_end(mut self, end: impl FnOnce(bool) + Send + 'static) -> WasiBody {
+    fn on_end(mut self, end: impl FnOnce(bool) + Send + 'static) -> Self {
         self.end = Some(Box::new(end));
-        self.boxed_unsync()
+        self
+    }
+
+    /// `body`, tapped.
+    fn on(self, body: WasiBody) -> WasiBody {
+        Watched::new(body, self).boxed_unsync()
     }
 }
 
-impl From<Tapped> for WasiBody {
-    fn from(body: Tapped) -> Self {
-        body.boxed_unsync()
-    }
-}
-
-impl Body for Tapped {
-    type Data = Bytes;
-    type Error = Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        match &frame {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    (self.data)(data);
-                }
-            }
-            Some(Err(_)) => {}
-            None => {
-                if let Some(end) = self.end.take() {
-                    end(true);
-                }
-            }
+impl Watch for Tap {
+    fn frame(&mut self, frame: &Frame<Bytes>) -> Result<(), Error> {
+        if let Some(data) = frame.data_ref() {
+            (self.data)(data);
         }
-        Poll::Ready(frame)
+        Ok(())
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+    fn end(&mut self) -> Result<(), Error> {
+        self.dropped(true);
+        Ok(())
     }
 
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Tapped {
-    fn drop(&mut self) {
+    fn dropped(&mut self, at_end: bool) {
         if let Some(end) = self.end.take() {
-            end(self.inner.is_end_stream());
+            end(at_end);
         }
     }
 }

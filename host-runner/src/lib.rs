@@ -44,7 +44,10 @@
 //!   [`files`]: path options read as regular files with a size cap;
 //!   `record_line`: the JSON-lines format `serve --record` writes and
 //!   `check --requests` reads;
-//! - [`logging`]: host-runner's own log lines (text or JSON).
+//! - [`logging`]: host-runner's own log lines (text or JSON);
+//!   `watched`: the one body wrapper, whose watches count, copy, time or
+//!   check a body as it goes by (the size limit, the idle timers, the
+//!   recording's copies, the response checks).
 //!
 //! Beside them, [`check`] drives instances directly, without the server, to
 //! compare fresh and reused instances of a component (`host-runner check`).
@@ -85,7 +88,7 @@ const LAYERS: &[&[&str]] = &[
     &["metrics::threads"],
     &["record_line"],
     &["files"],
-    &["metrics::text", "units", "errors", "shutdown"],
+    &["metrics::text", "units", "errors", "shutdown", "watched"],
 ];
 
 pub mod check;
@@ -107,6 +110,7 @@ mod record_line;
 pub mod serve;
 pub mod shutdown;
 pub mod units;
+mod watched;
 
 pub use component::policy;
 pub use component::{Allocator, LoadError, LoadedComponent, World};

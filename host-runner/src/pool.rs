@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Frame, Incoming};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::http::uri::Scheme;
 use hyper::{Request, Response, Uri};
@@ -41,6 +41,8 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
+
+use crate::watched::{Watch, Watched};
 
 /// Idle connections kept for one origin (on one serving thread): beyond
 /// it, a connection whose request is done is closed instead of kept. A
@@ -189,8 +191,7 @@ impl Pool {
         let (done, io) = oneshot::channel();
         tokio::spawn(self.clone().keep_when_done(origin, connection, done));
         let io = async move { io.await.unwrap_or(Ok(())) };
-        let response =
-            response.map(|incoming| TimedBody::new(incoming, between_bytes_timeout).boxed_unsync());
+        let response = response.map(|incoming| timed(incoming, between_bytes_timeout));
         Ok((response, Box::new(io)))
     }
 
@@ -341,56 +342,37 @@ impl Origin {
     }
 }
 
-/// A response body held to the guest's between-bytes timeout: a frame must
+/// `incoming`, held to the guest's between-bytes timeout: a frame must
 /// arrive within it of the head or of the frame before.
-struct TimedBody {
-    incoming: Incoming,
+fn timed(incoming: Incoming, timeout: Duration) -> WasiBody {
+    let incoming = incoming.map_err(|e| match e.is_timeout() {
+        true => Error::HttpResponseTimeout,
+        false => Error::from(e),
+    });
+    let watch = BetweenBytes {
+        timeout,
+        deadline: Box::pin(tokio::time::sleep(timeout)),
+    };
+    Watched::new(incoming, watch).boxed_unsync()
+}
+
+/// The between-bytes timer of [`timed`].
+struct BetweenBytes {
     timeout: Duration,
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
-impl TimedBody {
-    fn new(incoming: Incoming, timeout: Duration) -> Self {
-        let deadline = Box::pin(tokio::time::sleep(timeout));
-        Self {
-            incoming,
-            timeout,
-            deadline,
+impl Watch for BetweenBytes {
+    fn frame(&mut self, _: &Frame<Bytes>) -> Result<(), Error> {
+        let next = tokio::time::Instant::now() + self.timeout;
+        self.deadline.as_mut().reset(next);
+        Ok(())
+    }
+
+    fn pending(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(Error::ConnectionReadTimeout),
+            Poll::Pending => Ok(()),
         }
-    }
-}
-
-impl Body for TimedBody {
-    type Data = Bytes;
-    type Error = Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        match Pin::new(&mut self.incoming).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                let next = tokio::time::Instant::now() + self.timeout;
-                self.deadline.as_mut().reset(next);
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) if e.is_timeout() => {
-                Poll::Ready(Some(Err(Error::HttpResponseTimeout)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match self.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.incoming.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.incoming.size_hint()
     }
 }

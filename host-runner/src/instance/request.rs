@@ -2,26 +2,20 @@
 //! ([`RequestIds`]), the ticket through which the server and the instance
 //! serving the request learn about each other ([`RequestTicket`]), the
 //! accounting that keeps it counted until its response
-//! is sent ([`InFlight`]), and a body that refuses to grow past
-//! `--max-request-body-size` ([`LimitedBody`]).
+//! is sent ([`InFlight`]).
 //!
 //! This module decides nothing about responses: the server module turns a
 //! body found too large into a 413 and an outcome into a status.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
 use hyper::HeaderMap;
-use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{HeaderName, HeaderValue};
 use tokio::sync::Notify;
-use wasmtime_wasi_http::WasiBody;
 
 use super::InstanceInfo;
 use crate::host::guest_output::RequestLabels;
@@ -200,61 +194,6 @@ impl Drop for InFlight {
         self.ticket.finished();
         self.metrics
             .request_done(self.thread, self.started.elapsed(), self.outcome);
-    }
-}
-
-/// A request body that fails once more than `limit` bytes went through it,
-/// and says so through `exceeded` so the server can answer 413.
-pub(crate) struct LimitedBody {
-    inner: WasiBody,
-    limit: u64,
-    seen: u64,
-    exceeded: Arc<AtomicBool>,
-}
-
-impl LimitedBody {
-    pub(crate) fn new(inner: WasiBody, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
-        Self {
-            inner,
-            limit,
-            seen: 0,
-            exceeded,
-        }
-    }
-}
-
-impl Body for LimitedBody {
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if self.exceeded.load(Ordering::Relaxed) {
-            return Poll::Ready(None);
-        }
-        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref))
-            && let Some(data) = data
-        {
-            self.seen = self.seen.saturating_add(data.len() as u64);
-            if self.seen > self.limit {
-                self.exceeded.store(true, Ordering::Relaxed);
-                return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(
-                    Some(self.seen),
-                ))));
-            }
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.exceeded.load(Ordering::Relaxed) || self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -10,15 +10,11 @@
 //! not decide which status a failure gets (`serve/failure.rs` does).
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
 use hyper::{Request, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -26,12 +22,13 @@ use wasmtime_wasi_http::WasiBody;
 
 use super::failure::Failure;
 use super::read_ahead::read_ahead;
-use super::request_body::RequestBody;
+use super::request_body::request_body;
 use super::response::checked;
 use super::{INSTANCE_HEADER, INSTANCE_REQUEST_HEADER, Shared};
 use crate::instance::config::EffectiveConfig;
-use crate::instance::request::{InFlight, LimitedBody, RequestTicket};
+use crate::instance::request::{InFlight, RequestTicket};
 use crate::metrics::Outcome;
+use crate::watched::{Watch, Watched};
 
 /// How long a request that got no response waits to learn whether its
 /// instance trapped; only a guest that returns without responding, on an
@@ -94,14 +91,15 @@ async fn handle_request(
         None => None,
     };
 
-    let too_large = Arc::new(AtomicBool::new(false));
-    let limit = config.max_request_body_size;
     let (request, body_handle) = {
         let (parts, body) = request.into_parts();
         let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
-        let (body, handle) = RequestBody::new(body, config.request_body_idle_timeout);
-        let body = LimitedBody::new(body.boxed_unsync(), limit, too_large.clone());
-        (Request::from_parts(parts, body.boxed_unsync()), handle)
+        let (body, handle) = request_body(
+            body,
+            config.max_request_body_size,
+            config.request_body_idle_timeout,
+        );
+        (Request::from_parts(parts, body), handle)
     };
     let (request, recording) = match &shared.recorder {
         Some(recorder) => {
@@ -132,7 +130,7 @@ async fn handle_request(
             );
             (Failure::BodyIdle.response(config), Outcome::BodyIdle)
         }
-        _ if too_large.load(Ordering::Relaxed) => {
+        _ if body_handle.too_large() => {
             log_request!(
                 debug,
                 ticket,
@@ -201,11 +199,7 @@ async fn handle_request(
         );
     }
     in_flight.answer(outcome);
-    response.map(|body| ServedBody {
-        body,
-        _permit: permit,
-        in_flight,
-    })
+    response.map(|body| served(body, permit, in_flight))
 }
 
 /// Gives an origin-form request (`GET /path`, what HTTP/1.1 clients send)
@@ -263,25 +257,35 @@ fn refuse(
         failure.message(config)
     );
     in_flight.answer(failure.outcome());
-    failure.response(config).map(|body| ServedBody {
-        body,
-        _permit: None,
-        in_flight,
-    })
+    failure
+        .response(config)
+        .map(|body| served(body, None, in_flight))
 }
 
 /// A response body holding a concurrency permit, and keeping its request
 /// counted as in flight, until it is dropped.
-pub(super) struct ServedBody {
-    body: WasiBody,
+pub(super) type ServedBody = Watched<WasiBody, Served>;
+
+fn served(body: WasiBody, permit: Option<OwnedSemaphorePermit>, in_flight: InFlight) -> ServedBody {
+    Watched::new(
+        body,
+        Served {
+            _permit: permit,
+            in_flight,
+        },
+    )
+}
+
+/// What a response body holds while it is sent.
+pub(super) struct Served {
     _permit: Option<OwnedSemaphorePermit>,
     in_flight: InFlight,
 }
 
-impl ServedBody {
+impl Watch for Served {
     /// The body failed after the head went out: hyper closes the connection
     /// without ending the body, and the request counts as failed, not `ok`.
-    fn cut_off(&mut self, error: &wasmtime_wasi_http::Error) {
+    fn error(&mut self, error: &wasmtime_wasi_http::Error) {
         let ticket = self.in_flight.ticket();
         let (failure, cause) = match ticket.instance() {
             Some(instance) if instance.timed_out() => {
@@ -304,29 +308,5 @@ impl ServedBody {
             "response cut off after its head went out: {cause}; closing the connection mid-body"
         );
         self.in_flight.cut_off(failure.outcome());
-    }
-}
-
-impl Body for ServedBody {
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let frame = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
-        if let Some(Err(error)) = &frame {
-            self.cut_off(error);
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }

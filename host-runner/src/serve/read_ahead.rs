@@ -94,6 +94,10 @@ async fn next_frame_now(body: &mut WasiBody) -> Poll<Option<FrameResult>> {
 }
 
 /// A body whose first frames were read already.
+///
+/// A body of its own rather than a [`Watch`](crate::watched::Watch) on the
+/// guest's: it answers from the frames it holds before it polls the body,
+/// and its size hint counts them; a watch only sees frames go by.
 struct ReadAhead {
     ahead: VecDeque<Frame<Bytes>>,
     /// `body` has no more frames.

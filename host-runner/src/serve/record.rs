@@ -33,16 +33,15 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::Request;
-use hyper::body::{Body, Frame, SizeHint};
+use hyper::body::Frame;
 use hyper::header::{CONTENT_TYPE, HeaderName};
 use wasmtime_wasi_http::WasiBody;
 
@@ -50,6 +49,7 @@ use crate::exchange::ExchangeRecorder;
 use crate::files;
 use crate::metrics::Metrics;
 use crate::record_line::{ProbeLine, REDACTED, redact_fields, redact_query};
+use crate::watched::{Watch, Watched, keep_up_to};
 
 /// Request body bytes kept per recorded request; `check` sends bodies as
 /// text in one JSON line, so this keeps the file readable.
@@ -245,14 +245,8 @@ impl Recorder {
             form,
             recorder: self.clone(),
         })));
-        let body = RecordingBody {
-            inner: body,
-            pending: pending.clone(),
-        };
-        (
-            Request::from_parts(parts, WasiBody::new(body)),
-            Recording(pending),
-        )
+        let body = Watched::new(body, Copy(pending.clone())).boxed_unsync();
+        (Request::from_parts(parts, body), Recording(pending))
     }
 
     /// Where the outgoing calls of the requests served are written: the
@@ -363,45 +357,22 @@ impl Pending {
     }
 }
 
-/// A request body that copies what the guest reads into its recording,
-/// until the recording is written.
-struct RecordingBody {
-    inner: WasiBody,
-    pending: Arc<Mutex<Option<Pending>>>,
-}
+/// Copies what the guest reads of a request body into its recording, until
+/// the recording is written.
+struct Copy(Arc<Mutex<Option<Pending>>>);
 
-impl Body for RecordingBody {
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref))
-            && let Some(data) = data
+impl Watch for Copy {
+    fn frame(&mut self, frame: &Frame<Bytes>) -> Result<(), wasmtime_wasi_http::Error> {
+        if let Some(data) = frame.data_ref()
             && let Some(pending) = self
-                .pending
+                .0
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .as_mut()
         {
-            let room = MAX_RECORDED_BODY - pending.body.len();
-            pending.cut |= data.len() > room;
-            pending
-                .body
-                .extend_from_slice(&data[..data.len().min(room)]);
+            pending.cut |= keep_up_to(&mut pending.body, data, MAX_RECORDED_BODY);
         }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        Ok(())
     }
 }
 

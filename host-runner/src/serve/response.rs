@@ -9,7 +9,7 @@
 //! writes a chunked terminator after a truncated body, or frames the next
 //! response on a keep-alive connection as the rest of this one: a client
 //! (or a pooling proxy) then takes a broken response for a complete one.
-//! [`CheckedBody`] turns such an end into an error instead: before the head
+//! [`checked`] turns such an end into an error instead: before the head
 //! is sent the server answers 500 or 504 in its place; after, hyper closes
 //! the connection without a terminator, which every client reads as a
 //! failure.
@@ -17,20 +17,17 @@
 //! This module decides nothing about statuses or metrics (the server module
 //! does) and does not read ahead (the read-ahead module does).
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, SizeHint};
+use hyper::body::Frame;
 use hyper::header::CONTENT_LENGTH;
 use hyper::{Method, Response, StatusCode};
 use wasmtime_wasi_http::WasiBody;
 
 use crate::instance::request::RequestTicket;
-
-type FrameResult = Result<Frame<Bytes>, wasmtime_wasi_http::Error>;
+use crate::watched::{Watch, Watched};
 
 /// Whether a response with `status`, to a `method` request, carries a body
 /// on the wire. hyper sends none with the others and never reads theirs: a
@@ -55,20 +52,17 @@ pub(crate) fn checked(
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
     response.map(|inner| {
-        CheckedBody {
-            inner,
+        let watch = Checked {
             ticket,
             declared,
             sent: 0,
-        }
-        .boxed_unsync()
+        };
+        Watched::new(inner, watch).boxed_unsync()
     })
 }
 
-/// A guest body that fails instead of ending short or ending with its
-/// instance.
-struct CheckedBody {
-    inner: WasiBody,
+/// Holds a guest body to its `content-length` and its instance's life.
+struct Checked {
     ticket: Arc<RequestTicket>,
     /// The body's `content-length`, if its head declares one.
     declared: Option<u64>,
@@ -76,7 +70,7 @@ struct CheckedBody {
     sent: u64,
 }
 
-impl CheckedBody {
+impl Checked {
     /// Why the body, having ended now, is not complete.
     fn incomplete(&self) -> Option<wasmtime_wasi_http::Error> {
         // The instance's end explains a short body better than its length,
@@ -84,8 +78,9 @@ impl CheckedBody {
         // guest finished the body, before its end was read here: that body
         // is failed too, a cost paid only when a trap or a timeout follows a
         // response that closely (the next request on a serial instance
-        // trapping, say): `wasmtime-wasi-http` ends both bodies alike. The other way round, a truncated body
-        // taken for a whole one, is what this module exists to prevent.
+        // trapping, say): `wasmtime-wasi-http` ends both bodies alike. The
+        // other way round, a truncated body taken for a whole one, is what
+        // this module exists to prevent.
         if let Some(instance) = self.ticket.instance() {
             if instance.timed_out() {
                 return Some(wasmtime_wasi_http::Error::HttpResponseTimeout);
@@ -102,34 +97,20 @@ impl CheckedBody {
     }
 }
 
-impl Body for CheckedBody {
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
+impl Watch for Checked {
+    fn frame(&mut self, frame: &Frame<Bytes>) -> Result<(), wasmtime_wasi_http::Error> {
+        let bytes = frame.data_ref().map_or(0, Bytes::len);
+        self.sent = self.sent.saturating_add(bytes as u64);
+        Ok(())
+    }
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<FrameResult>> {
-        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        match &frame {
-            Some(Ok(frame)) => {
-                let bytes = frame.data_ref().map_or(0, Bytes::len);
-                self.sent = self.sent.saturating_add(bytes as u64);
-            }
-            Some(Err(_)) => {}
-            None => {
-                if let Some(error) = self.incomplete() {
-                    return Poll::Ready(Some(Err(error)));
-                }
-            }
-        }
-        Poll::Ready(frame)
+    fn end(&mut self) -> Result<(), wasmtime_wasi_http::Error> {
+        self.incomplete().map_or(Ok(()), Err)
     }
 
     /// An end that is not complete is reported as an error, so hyper must
     /// poll for it rather than take the end on trust.
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream() && self.incomplete().is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    fn end_is_clean(&self) -> bool {
+        self.incomplete().is_none()
     }
 }
