@@ -53,8 +53,10 @@ impl Failure {
         // whatever dropping them produces ("worker trapped or panicked" for
         // p3, "guest never invoked `response-outparam::set`" for p2). They
         // did not fail: they ran out of time.
-        if error.is::<ExpirationError>() || ticket.instance().is_some_and(|i| i.timed_out()) {
+        if error.is::<ExpirationError>() {
             Failure::TimedOut
+        } else if let Some(failure) = Failure::of_instance(ticket) {
+            failure
         } else if let Some(failed) = error.downcast_ref::<InstantiationError<Arc<RequestTicket>>>()
         {
             // Out of instances (ours or the pool's) is transient; a failing
@@ -74,6 +76,22 @@ impl Failure {
             Failure::WrongLength
         } else {
             Failure::NoResponse
+        }
+    }
+
+    /// How the instance serving `ticket`'s request failed it, if it did:
+    /// it ran past the request timeout, or it was dropped after a failure
+    /// (a trap). The one reading of an instance's state as a failure; a
+    /// timeout is checked first, since a timed-out instance is dropped in
+    /// error too.
+    pub(super) fn of_instance(ticket: &RequestTicket) -> Option<Self> {
+        let instance = ticket.instance()?;
+        if instance.timed_out() {
+            Some(Failure::TimedOut)
+        } else if instance.failed() {
+            Some(Failure::Trapped)
+        } else {
+            None
         }
     }
 

@@ -287,20 +287,15 @@ impl Watch for Served {
     /// without ending the body, and the request counts as failed, not `ok`.
     fn error(&mut self, error: &wasmtime_wasi_http::Error) {
         let ticket = self.in_flight.ticket();
-        let (failure, cause) = match ticket.instance() {
-            Some(instance) if instance.timed_out() => {
-                (Failure::TimedOut, "the request timed out".to_owned())
-            }
-            Some(instance) if instance.failed() => {
-                (Failure::Trapped, "the component trapped".to_owned())
-            }
-            _ => match error {
-                wasmtime_wasi_http::Error::HttpResponseBodySize(_) => (
-                    Failure::WrongLength,
-                    format!("the body did not match its content-length ({error})"),
-                ),
-                _ => (Failure::NoResponse, error.to_string()),
-            },
+        let failure = Failure::of_instance(ticket).unwrap_or(match error {
+            wasmtime_wasi_http::Error::HttpResponseBodySize(_) => Failure::WrongLength,
+            _ => Failure::NoResponse,
+        });
+        let cause = match failure {
+            Failure::TimedOut => "the request timed out".to_owned(),
+            Failure::Trapped => "the component trapped".to_owned(),
+            Failure::WrongLength => format!("the body did not match its content-length ({error})"),
+            _ => error.to_string(),
         };
         log_request!(
             warn,

@@ -26,6 +26,7 @@ use hyper::header::CONTENT_LENGTH;
 use hyper::{Method, Response, StatusCode};
 use wasmtime_wasi_http::WasiBody;
 
+use super::failure::Failure;
 use crate::instance::request::RequestTicket;
 use crate::watched::{Watch, Watched};
 
@@ -81,13 +82,11 @@ impl Checked {
         // trapping, say): `wasmtime-wasi-http` ends both bodies alike. The
         // other way round, a truncated body taken for a whole one, is what
         // this module exists to prevent.
-        if let Some(instance) = self.ticket.instance() {
-            if instance.timed_out() {
-                return Some(wasmtime_wasi_http::Error::HttpResponseTimeout);
-            }
-            if instance.failed() {
-                return Some(wasmtime_wasi_http::Error::HttpResponseIncomplete);
-            }
+        if let Some(failure) = Failure::of_instance(&self.ticket) {
+            return Some(match failure {
+                Failure::TimedOut => wasmtime_wasi_http::Error::HttpResponseTimeout,
+                _ => wasmtime_wasi_http::Error::HttpResponseIncomplete,
+            });
         }
         self.declared
             .is_some_and(|declared| declared != self.sent)
