@@ -9,17 +9,24 @@
 //!   (`SO_REUSEPORT`), evens out connections between threads and takes over
 //!   the queue of a thread stuck in guest code;
 //!   `serve/handle.rs` handles one request (request headers, the
-//!   concurrency slot, debug headers); `serve/failure.rs` is the failure
-//!   taxonomy (each failure's status, message and metrics outcome);
+//!   concurrency slot, debug headers); `serve/request_id.rs` gives it its
+//!   id; `serve/in_flight.rs` counts it until its response is over;
+//!   `serve/request_body.rs` is its body as the guest reads it (size limit,
+//!   idle timeout); `serve/failure.rs` is the failure taxonomy (each
+//!   failure's status, message and metrics outcome, and the one reading of
+//!   an instance's state as a failure);
 //!   `serve/response.rs` fails a body that ends short of its
 //!   `content-length` or with its instance, so a truncated response never
 //!   looks complete; `serve/read_ahead.rs` holds the response's head until
 //!   its body starts, so a fault in between still gets a status;
 //!   `serve/record.rs` is `--record`;
-//! - [`instance`]: the `ProxyHandler` traits: instance creation, reuse
-//!   limits, timeouts, why each instance ended; `instance/request.rs`, the
-//!   per-request ticket, request ids, in-flight accounting and the body-size
-//!   limit; `instance/store.rs`, a fresh store per instance;
+//! - [`instance`]: the `ProxyHandler` traits, a file each:
+//!   `instance/instances.rs` creates instances, `instance/worker.rs`
+//!   applies the reuse limits and records why each instance ended,
+//!   `instance/expiry.rs` gives instances up from outside the event loop,
+//!   `instance/info.rs` is what they and the requests share;
+//!   `instance/request.rs`, the ticket a request carries to its instance;
+//!   `instance/store.rs`, a fresh store per instance;
 //!   [`instance::config`], what the server applies (the guest policy as a
 //!   ceiling over the options);
 //! - [`component`]: loading, world detection, the engine and its pools,

@@ -21,12 +21,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::WasiBody;
 
 use super::failure::Failure;
+use super::in_flight::InFlight;
 use super::read_ahead::read_ahead;
 use super::request_body::request_body;
 use super::response::checked;
 use super::{INSTANCE_HEADER, INSTANCE_REQUEST_HEADER, Shared};
 use crate::instance::config::EffectiveConfig;
-use crate::instance::request::{InFlight, RequestTicket};
+use crate::instance::request::RequestTicket;
 use crate::metrics::Outcome;
 use crate::watched::{Watch, Watched};
 

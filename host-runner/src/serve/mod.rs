@@ -25,10 +25,12 @@
 
 mod failure;
 mod handle;
+mod in_flight;
 mod listeners;
 mod read_ahead;
 mod record;
 mod request_body;
+mod request_id;
 mod response;
 
 use std::net::SocketAddr;
@@ -51,7 +53,6 @@ use crate::exchange::Exchanges;
 use crate::host::HostServices;
 use crate::instance::Instances;
 use crate::instance::config::EffectiveConfig;
-use crate::instance::request::RequestIds;
 use crate::metrics::{self, Metrics};
 use crate::options::ServeOptions;
 use crate::pool::Pool;
@@ -60,6 +61,7 @@ use crate::units::HumanSize;
 use handle::serve_request;
 use listeners::{Listeners, ThreadListener};
 use record::{Recorder, Redaction};
+use request_id::RequestIds;
 
 /// Response header naming the instance that served the request
 /// (`--debug-headers`).
