@@ -381,8 +381,8 @@ fn describe_body(body: &Body) -> String {
 fn describe(comparable: &Comparable) -> String {
     match comparable {
         Comparable::Response { status, .. } => format!("a {status} response"),
-        Comparable::Other(Outcome::Trapped(message)) => message.clone(),
-        Comparable::Other(Outcome::TimedOut) => "no response in time".to_owned(),
+        Comparable::Other(Outcome::Trap(message)) => message.clone(),
+        Comparable::Other(Outcome::Timeout) => "no response in time".to_owned(),
         Comparable::Other(Outcome::Failed(message)) => format!("failure: {message}"),
         Comparable::Other(Outcome::Response { status, .. }) => format!("a {status} response"),
     }
@@ -489,7 +489,7 @@ mod tests {
     fn a_trap_differs_from_a_response() {
         let ignore = ignore(&[], &[]);
         let fresh = ignore.comparable(&response(200, &[], "ok"));
-        let reused = ignore.comparable(&Outcome::Trapped("wasm trap: unreachable".into()));
+        let reused = ignore.comparable(&Outcome::Trap("wasm trap: unreachable".into()));
         let found = differences(&fresh, &reused, &Mask::default());
         assert_eq!(found[0].part, "outcome");
         assert_eq!(found[0].fresh, "a 200 response");

@@ -59,9 +59,9 @@ pub(crate) enum Outcome {
     },
     /// The instance trapped while the request was in flight; `message` says
     /// whether this request's own call trapped.
-    Trapped(String),
+    Trap(String),
     /// No response (or no end of body) within the request timeout.
-    TimedOut,
+    Timeout,
     /// The guest returned an error, or never produced a response.
     Failed(String),
 }
@@ -71,7 +71,7 @@ impl Outcome {
         // The trap's kind is the useful part; its guest backtrace is long.
         // A panic's message is added from the guest's stderr (`run_batch`).
         match error.downcast_ref::<Trap>() {
-            Some(trap) => Outcome::Trapped(trap.to_string()),
+            Some(trap) => Outcome::Trap(trap.to_string()),
             None => Outcome::Failed(one_line(error)),
         }
     }
@@ -186,7 +186,7 @@ impl Progress {
 enum Stop {
     Done,
     Retired,
-    Trapped,
+    Trap,
 }
 
 /// Creates instances of one component and runs batches of probes on them.
@@ -328,10 +328,10 @@ impl<'a> Driver<'a> {
                 poll_fn(|cx| {
                     loop {
                         if let Poll::Ready(Some((slot, outcome))) = running.poll_next_unpin(cx) {
-                            let own_trap = matches!(outcome, Outcome::Trapped(_));
+                            let own_trap = matches!(outcome, Outcome::Trap(_));
                             progress.borrow_mut().finish(slot, outcome);
                             if own_trap {
-                                return Poll::Ready(Stop::Trapped);
+                                return Poll::Ready(Stop::Trap);
                             }
                             continue;
                         }
@@ -395,23 +395,21 @@ impl<'a> Driver<'a> {
         let panic = instance.store.data().take_panic_message();
         let failed_calls = instance.store.data().take_failed_calls();
         let with_panic = |outcome: Outcome| match (outcome, &panic) {
-            (Outcome::Trapped(trap), Some(panic)) => {
-                Outcome::Trapped(format!("panic {panic} ({trap})"))
-            }
+            (Outcome::Trap(trap), Some(panic)) => Outcome::Trap(format!("panic {panic} ({trap})")),
             (outcome, _) => outcome,
         };
         let (end, unfinished) = match stopped {
             Some(Ok(Stop::Done)) => (End::Open, None),
             Some(Ok(Stop::Retired)) => (End::Retired, None),
-            Some(Ok(Stop::Trapped)) => (
+            Some(Ok(Stop::Trap)) => (
                 End::Dead,
-                Some(Outcome::Trapped(
+                Some(Outcome::Trap(
                     "the instance trapped in another request while this one was in flight"
                         .to_owned(),
                 )),
             ),
             Some(Err(error)) => (End::Dead, Some(with_panic(Outcome::from_error(&error)))),
-            None => (End::Dead, Some(Outcome::TimedOut)),
+            None => (End::Dead, Some(Outcome::Timeout)),
         };
         let mut batch_result = Batch {
             finished: Vec::new(),

@@ -277,8 +277,8 @@ pub async fn check(
     for (index, outcome) in fresh[0].iter().enumerate() {
         let what = match outcome {
             Outcome::Response { .. } => continue,
-            Outcome::Trapped(message) => format!("traps ({message})"),
-            Outcome::TimedOut => "gets no response in time".to_owned(),
+            Outcome::Trap(message) => format!("traps ({message})"),
+            Outcome::Timeout => "gets no response in time".to_owned(),
             Outcome::Failed(message) => format!("fails ({message})"),
         };
         notes.push(format!(
@@ -399,8 +399,8 @@ fn compare_runs(
             (None, None) => None,
         };
         let kind = match (&run.outcome, &failed_call) {
-            (Outcome::Trapped(_), _) => Kind::Trap,
-            (Outcome::TimedOut, _) => Kind::Timeout,
+            (Outcome::Trap(_), _) => Kind::Trap,
+            (Outcome::Timeout, _) => Kind::Timeout,
             (Outcome::Response { .. } | Outcome::Failed(_), Some(_)) => Kind::Outgoing,
             (Outcome::Response { .. } | Outcome::Failed(_), None) => Kind::Leak,
         };

@@ -33,8 +33,8 @@ const RETRY_AFTER_SECONDS: u32 = 1;
 /// Why a request got no response from the guest, as the client is told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Failure {
-    TimedOut,
-    Trapped,
+    Timeout,
+    Trap,
     NoInstance,
     InstancesExhausted,
     NoResponse,
@@ -54,7 +54,7 @@ impl Failure {
         // p3, "guest never invoked `response-outparam::set`" for p2). They
         // did not fail: they ran out of time.
         if error.is::<ExpirationError>() {
-            Failure::TimedOut
+            Failure::Timeout
         } else if let Some(failure) = Failure::of_instance(ticket) {
             failure
         } else if let Some(failed) = error.downcast_ref::<InstantiationError<Arc<RequestTicket>>>()
@@ -69,7 +69,7 @@ impl Failure {
                 Failure::NoInstance
             }
         } else if error.is::<TrapOrPanicError>() || error.is::<wasmtime::Trap>() {
-            Failure::Trapped
+            Failure::Trap
         } else if let Some(wasmtime_wasi_http::Error::HttpResponseBodySize(_)) =
             error.downcast_ref()
         {
@@ -87,9 +87,9 @@ impl Failure {
     pub(super) fn of_instance(ticket: &RequestTicket) -> Option<Self> {
         let instance = ticket.instance()?;
         if instance.timed_out() {
-            Some(Failure::TimedOut)
+            Some(Failure::Timeout)
         } else if instance.failed() {
-            Some(Failure::Trapped)
+            Some(Failure::Trap)
         } else {
             None
         }
@@ -97,8 +97,8 @@ impl Failure {
 
     pub(super) fn status(self) -> StatusCode {
         match self {
-            Failure::TimedOut => StatusCode::GATEWAY_TIMEOUT,
-            Failure::Trapped | Failure::NoResponse | Failure::WrongLength => {
+            Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Failure::Trap | Failure::NoResponse | Failure::WrongLength => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             Failure::NoInstance | Failure::InstancesExhausted | Failure::Overloaded => {
@@ -111,8 +111,8 @@ impl Failure {
 
     pub(super) fn outcome(self) -> Outcome {
         match self {
-            Failure::TimedOut => Outcome::Timeout,
-            Failure::Trapped => Outcome::Trap,
+            Failure::Timeout => Outcome::Timeout,
+            Failure::Trap => Outcome::Trap,
             Failure::NoInstance | Failure::InstancesExhausted => Outcome::Instantiation,
             Failure::NoResponse | Failure::WrongLength => Outcome::Error,
             Failure::Overloaded => Outcome::Overload,
@@ -124,11 +124,11 @@ impl Failure {
     /// The one line the client sees: the cause, never guest internals.
     pub(super) fn message(self, config: &EffectiveConfig) -> String {
         match (self, config.request_timeout) {
-            (Failure::TimedOut, Some(limit)) => {
+            (Failure::Timeout, Some(limit)) => {
                 format!("request timed out after {}", HumanDuration(limit))
             }
-            (Failure::TimedOut, None) => "request timed out".to_owned(),
-            (Failure::Trapped, _) => "the component trapped while handling the request".to_owned(),
+            (Failure::Timeout, None) => "request timed out".to_owned(),
+            (Failure::Trap, _) => "the component trapped while handling the request".to_owned(),
             (Failure::NoInstance, _) => {
                 "no component instance available: instantiation failed".to_owned()
             }

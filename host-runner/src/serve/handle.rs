@@ -156,7 +156,7 @@ async fn handle_request(
                 && let Some(instance) = ticket.instance()
                 && instance.failed_within(INSTANCE_END_WAIT).await
             {
-                failure = Failure::Trapped;
+                failure = Failure::Trap;
             }
             let message = failure.message(config);
             let status = failure.status().as_u16();
@@ -164,7 +164,7 @@ async fn handle_request(
                 // The error only says how the worker noticed ("guest timed
                 // out", "worker trapped or panicked"); the message says it
                 // all.
-                Failure::TimedOut => {
+                Failure::Timeout => {
                     log_request!(warn, ticket, "{method} {path} -> {status} {message}")
                 }
                 // Expected under load and counted in the metrics.
@@ -293,8 +293,8 @@ impl Watch for Served {
             _ => Failure::NoResponse,
         });
         let cause = match failure {
-            Failure::TimedOut => "the request timed out".to_owned(),
-            Failure::Trapped => "the component trapped".to_owned(),
+            Failure::Timeout => "the request timed out".to_owned(),
+            Failure::Trap => "the component trapped".to_owned(),
             Failure::WrongLength => format!("the body did not match its content-length ({error})"),
             _ => error.to_string(),
         };

@@ -84,7 +84,7 @@ impl Checked {
         // this module exists to prevent.
         if let Some(failure) = Failure::of_instance(&self.ticket) {
             return Some(match failure {
-                Failure::TimedOut => wasmtime_wasi_http::Error::HttpResponseTimeout,
+                Failure::Timeout => wasmtime_wasi_http::Error::HttpResponseTimeout,
                 _ => wasmtime_wasi_http::Error::HttpResponseIncomplete,
             });
         }
