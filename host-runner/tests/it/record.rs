@@ -12,7 +12,8 @@ use crate::common::{RunningServer, guest_wasm, run_to_exit, scratch_file, wait_f
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn fresh_file(name: &str) -> String {
+/// A fresh scratch file for `serve --record`, which appends.
+pub(crate) fn fresh_file(name: &str) -> String {
     let path = scratch_file(name, b"");
     path.to_str().expect("target paths are UTF-8").to_owned()
 }
