@@ -32,7 +32,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -84,10 +84,13 @@ pub struct InstanceInfo {
     responses_over: AtomicWaker,
     /// Set when the instance is dropped: whether its worker ended in error.
     ended: watch::Sender<Option<bool>>,
+    /// Told when the instance turns quiet (no response open) and busy again,
+    /// so a request on another thread may wait for its slot.
+    slots: Arc<Slots>,
 }
 
 impl InstanceInfo {
-    fn new(id: u64) -> Self {
+    fn new(id: u64, slots: Arc<Slots>) -> Self {
         Self {
             id,
             accepted: AtomicUsize::new(0),
@@ -96,6 +99,7 @@ impl InstanceInfo {
             last_response_over: Mutex::new(Instant::now()),
             responses_over: AtomicWaker::new(),
             ended: watch::Sender::new(None),
+            slots,
         }
     }
 
@@ -114,7 +118,9 @@ impl InstanceInfo {
     }
 
     pub(super) fn response_opened(&self) {
-        self.open_responses.fetch_add(1, Ordering::AcqRel);
+        if self.open_responses.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.slots.quiet(self.id, false);
+        }
     }
 
     pub(super) fn response_over(&self) {
@@ -124,6 +130,7 @@ impl InstanceInfo {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = Instant::now();
             self.responses_over.wake();
+            self.slots.quiet(self.id, true);
         }
     }
 
@@ -194,8 +201,8 @@ pub struct Instances {
     /// The key-value store and configuration every instance shares.
     services: Arc<HostServices>,
     metrics: Arc<Metrics>,
-    next_id: Arc<AtomicU64>,
-    /// Instances alive or being created, against `max_instances`.
+    /// Instances alive or being created, against `max_instances`, and
+    /// their numbering.
     slots: Arc<Slots>,
     /// Set once the server stopped: instances dropped from then on are
     /// being torn down with the runtime, not failing.
@@ -215,7 +222,6 @@ impl Instances {
             services,
             config,
             metrics,
-            next_id: Arc::new(AtomicU64::new(1)),
             slots: Slots::new(max_instances),
             closing: Arc::new(AtomicBool::new(false)),
         }
@@ -242,9 +248,7 @@ impl HandlerState for Instances {
         let slot = self.slots.take().await.inspect_err(|error| {
             tracing::debug!("no instance created: {error}");
         })?;
-        let info = Arc::new(InstanceInfo::new(
-            self.next_id.fetch_add(1, Ordering::Relaxed),
-        ));
+        let info = Arc::new(InstanceInfo::new(slot.id(), self.slots.clone()));
         let mut store = store::new_store(
             self.component.engine(),
             info.id,
@@ -471,12 +475,6 @@ impl InstanceExpiry {
             armed_for: None,
             timer: None,
         }
-    }
-}
-
-impl Drop for InstanceExpiry {
-    fn drop(&mut self) {
-        self.slots.not_idle(self.info.id);
     }
 }
 

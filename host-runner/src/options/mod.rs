@@ -78,9 +78,10 @@ pub struct ServeOptions {
     pub request_queue_timeout: Duration,
 
     /// Component instances alive at the same time, all threads together;
-    /// an instance idle on one thread steps down for a request on another,
-    /// and a request that needs another while all are busy gets 503 with
-    /// Retry-After. Also sizes the pooling allocator.
+    /// an instance idle (or finishing its last request) on one thread steps
+    /// down for a request on another, and a request that needs another while
+    /// every instance has a response open gets 503 with Retry-After. Also
+    /// sizes the pooling allocator.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_INSTANCES)]
     pub max_instances: u32,
 
