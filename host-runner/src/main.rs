@@ -308,7 +308,7 @@ fn describe(server: &Server) {
         ));
     }
     tracing::info!(
-        "{path}: {} component, {allocator}, {policy}; {}; max-instance-reuse-count {} ({}), max-instance-concurrent-reuse-count {} ({}), idle-instance-timeout {}, request-timeout {}, max-concurrent-requests {}, max-instances {}, max-memory-size {}, max-request-body-size {}, header-read-timeout {}, threads {}",
+        "{path}: {} component, {allocator}, {policy}; {}; max-instance-reuse-count {} ({}), max-instance-concurrent-reuse-count {} ({}), idle-instance-timeout {}, request-timeout {}, max-concurrent-requests {}, max-instances {}, max-memory-size {}, max-total-memory {}, max-request-body-size {}, header-read-timeout {}, threads {}",
         config.world,
         reach.join(", "),
         config.max_instance_reuse_count,
@@ -320,6 +320,7 @@ fn describe(server: &Server) {
         or_none(config.max_concurrent_requests.map(|n| n.to_string())),
         config.max_instances,
         HumanSize(config.max_memory_size),
+        or_none(config.max_total_memory.map(|n| HumanSize(n).to_string())),
         HumanSize(config.max_request_body_size),
         or_none(
             config

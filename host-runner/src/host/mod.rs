@@ -5,12 +5,14 @@
 //! Everything an instance can reach from the host is decided here: WASI cli
 //! and http always, `wasi:config` and `wasi:keyvalue` when `-S` asks, and
 //! outgoing HTTP as the outbound policy allows. The store keeps count of the
-//! instance's linear memory and holds each memory to `--max-memory-size`.
-//! What outlives an instance (the key-value store, the configuration) lives
-//! in [`HostServices`], shared by every store. This module does not build
+//! instance's linear memory and holds each memory to `--max-memory-size`,
+//! and every instance together to `--max-total-memory` ([`MemoryBudget`]).
+//! What outlives an instance (the key-value store, the configuration, the
+//! memory budget) lives in [`HostServices`], shared by every store. This module does not build
 //! stores from the serving configuration (`instance/store.rs` does) and does
 //! not decide when instances are created, reused or dropped (`instance/`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use wasmtime::component::{Linker, ResourceTable};
@@ -26,6 +28,7 @@ use crate::exchange::Exchanges;
 use crate::options::WasiOptions;
 use crate::outbound::HttpHooks;
 use crate::pool::Pool;
+use crate::units::HumanSize;
 use guest_output::{RequestLabels, StderrTail};
 use keyvalue::{KeyValueStore, KeyValueView, Quota};
 
@@ -49,6 +52,8 @@ pub(crate) struct HostServices {
     /// `--max-memory-size`: what one key-value call may copy out of the
     /// store is the room left below it in the calling instance.
     max_memory_size: u64,
+    /// `--max-total-memory`: what every store's memory meter reserves from.
+    memory_budget: Arc<MemoryBudget>,
     /// Keep-alive connections for outgoing HTTP (`serve` only).
     outbound_pool: Option<Arc<Pool>>,
     /// Where outgoing calls are recorded (`serve --record`) or answered
@@ -60,7 +65,8 @@ impl HostServices {
     /// Services whose key-value store is in memory, holding the
     /// `-Skeyvalue-in-memory-data` seed, whatever the `-S` options say:
     /// what `host-runner check` runs on ([`Self::reset_keyvalue`] puts it
-    /// back, so every run starts from the same data).
+    /// back, so every run starts from the same data). Their instances'
+    /// memory together is not bounded: `check` runs a few at a time.
     pub(crate) fn new(wasi: &WasiOptions, max_memory_size: u64) -> Arc<Self> {
         Arc::new(Self {
             keyvalue: KeyValueStore::in_memory(&wasi.keyvalue_data, Quota::from_options(wasi)),
@@ -68,6 +74,7 @@ impl HostServices {
                 wasi.config_vars.iter().cloned(),
             )),
             max_memory_size,
+            memory_budget: Arc::new(MemoryBudget::new(None, Arc::default(), Arc::default())),
             outbound_pool: None,
             exchanges: OnceLock::new(),
         })
@@ -81,10 +88,12 @@ impl HostServices {
 
     /// The services `serve` runs on: the key-value store the `-S` options
     /// ask for (a file by default, see `keyvalue`), opened only with
-    /// `-Skeyvalue`; outgoing HTTP goes through `outbound_pool`.
+    /// `-Skeyvalue`; outgoing HTTP goes through `outbound_pool`, and every
+    /// instance's memory is reserved from `memory_budget`.
     pub(crate) fn open(
         wasi: &WasiOptions,
         max_memory_size: u64,
+        memory_budget: MemoryBudget,
         outbound_pool: Arc<Pool>,
     ) -> anyhow::Result<Arc<Self>> {
         let keyvalue = match wasi.keyvalue {
@@ -97,6 +106,7 @@ impl HostServices {
                 wasi.config_vars.iter().cloned(),
             )),
             max_memory_size,
+            memory_budget: Arc::new(memory_budget),
             outbound_pool: Some(outbound_pool),
             exchanges: OnceLock::new(),
         }))
@@ -140,13 +150,18 @@ impl Host {
         labels: Arc<RequestLabels>,
         stderr_tail: Option<Arc<StderrTail>>,
     ) -> Self {
+        let memory = MemoryMeter {
+            bytes: 0,
+            limits,
+            budget: services.memory_budget.clone(),
+        };
         Self {
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
             hooks,
             services,
-            memory: MemoryMeter { bytes: 0, limits },
+            memory,
             labels,
             stderr_tail,
         }
@@ -185,16 +200,84 @@ impl Host {
     }
 }
 
+/// `--max-total-memory`: the linear memory of every live instance together,
+/// against its bound. Each store's [`MemoryMeter`] reserves its growth here
+/// before it happens and gives all of it back when its instance is dropped
+/// (linear memory never shrinks while an instance lives), so the sum can
+/// never pass the bound, however many instances grow at once.
+pub(crate) struct MemoryBudget {
+    /// `None`: no bound, only the count.
+    limit: Option<u64>,
+    /// Bytes reserved now: the `reprise_linear_memory_bytes` gauge.
+    held: Arc<AtomicU64>,
+    /// Growths refused: the `reprise_memory_growths_refused_total` counter.
+    refused: Arc<AtomicU64>,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes (`None`: unbounded) that keeps what it
+    /// holds in `held` and counts refusals in `refused` (the metrics'
+    /// atomics).
+    pub(crate) fn new(limit: Option<u64>, held: Arc<AtomicU64>, refused: Arc<AtomicU64>) -> Self {
+        Self {
+            limit,
+            held,
+            refused,
+        }
+    }
+
+    /// Reserves `bytes` if the sum stays within the bound.
+    fn reserve(&self, bytes: u64) -> bool {
+        let reserved = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                let after = held.checked_add(bytes)?;
+                self.limit
+                    .is_none_or(|limit| after <= limit)
+                    .then_some(after)
+            });
+        if let Err(held) = reserved {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                "linear memory growth of {} refused: all instances together hold {} of --max-total-memory {}",
+                HumanSize(bytes),
+                HumanSize(held),
+                HumanSize(self.limit.unwrap_or_default())
+            );
+        }
+        reserved.is_ok()
+    }
+
+    fn release(&self, bytes: u64) {
+        self.held.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Bytes that may still be reserved.
+    fn room(&self) -> u64 {
+        self.limit.map_or(u64::MAX, |limit| {
+            limit.saturating_sub(self.held.load(Ordering::Acquire))
+        })
+    }
+}
+
 /// Counts linear memory as the instance creates and grows it: the store's
 /// limiter is told of every growth, so no access to the guest's (unexported)
 /// memories is needed. It allows every growth the memory's type and
 /// `limits` allow (`--max-memory-size`; a store has room for one limiter, so
-/// this one consults wasmtime's `StoreLimits`). Past the limit, growth fails
-/// in the guest (`memory.grow` returns -1), which a Rust guest turns into an
-/// allocation-failure trap.
+/// this one consults wasmtime's `StoreLimits`) and that fits in the server's
+/// [`MemoryBudget`]. Past either, growth fails in the guest (`memory.grow`
+/// returns -1), which a Rust guest turns into an allocation-failure trap; at
+/// instantiation, the instance is not created.
 struct MemoryMeter {
     bytes: usize,
     limits: StoreLimits,
+    budget: Arc<MemoryBudget>,
+}
+
+impl Drop for MemoryMeter {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes as u64);
+    }
 }
 
 impl ResourceLimiter for MemoryMeter {
@@ -213,7 +296,11 @@ impl ResourceLimiter for MemoryMeter {
         {
             return Ok(false);
         }
-        self.bytes += desired.saturating_sub(current);
+        let growth = desired.saturating_sub(current);
+        if !self.budget.reserve(growth as u64) {
+            return Ok(false);
+        }
+        self.bytes += growth;
         Ok(true)
     }
 
@@ -271,12 +358,30 @@ pub(crate) fn linker(engine: &Engine, wasi: &WasiOptions) -> wasmtime::Result<Li
         keyvalue::add_to_linker(&mut linker, |host: &mut Host| KeyValueView {
             store: &host.services.keyvalue,
             // The result of a call lands in the instance's memory: no call
-            // may copy more than the room left there.
+            // may copy more than the room left there, or among all
+            // instances.
             budget: host
                 .services
                 .max_memory_size
-                .saturating_sub(host.memory.bytes as u64),
+                .saturating_sub(host.memory.bytes as u64)
+                .min(host.memory.budget.room()),
         })?;
     }
     Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_a_growth_past_its_bound_and_takes_back_what_is_released() {
+        let budget = MemoryBudget::new(Some(64 << 20), Arc::default(), Arc::default());
+        assert!(budget.reserve(40 << 20));
+        assert!(!budget.reserve(40 << 20), "80MiB would pass 64MiB");
+        assert_eq!(budget.refused.load(Ordering::Relaxed), 1);
+        assert_eq!(budget.room(), 24 << 20);
+        budget.release(40 << 20);
+        assert!(budget.reserve(40 << 20), "room again once released");
+    }
 }

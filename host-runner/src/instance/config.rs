@@ -72,6 +72,9 @@ pub struct EffectiveConfig {
     pub max_request_body_size: u64,
     /// Largest size, in bytes, of any one linear memory of an instance.
     pub max_memory_size: u64,
+    /// Largest sum, in bytes, of every instance's linear memory (`None`: no
+    /// limit).
+    pub max_total_memory: Option<u64>,
     /// Most component instances alive at once (at least 1).
     pub max_instances: u32,
     /// How long a client may take to send a request's headers.
@@ -212,6 +215,7 @@ impl EffectiveConfig {
                 .max_request_body_size
                 .unwrap_or(DEFAULT_MAX_REQUEST_BODY_SIZE),
             max_memory_size: options.max_memory_size(),
+            max_total_memory: options.max_total_memory(),
             max_instances: options.max_instances.max(1),
             // Zero would close every connection before its first byte.
             header_read_timeout: Some(options.header_read_timeout).filter(|t| !t.is_zero()),

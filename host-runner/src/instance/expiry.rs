@@ -53,12 +53,6 @@ impl InstanceExpiry {
     }
 }
 
-impl Drop for InstanceExpiry {
-    fn drop(&mut self) {
-        self.slots.not_idle(self.info.id());
-    }
-}
-
 impl WorkerExpiration for InstanceExpiry {
     fn poll(
         self: Pin<&mut Self>,

@@ -6,14 +6,15 @@
 //! This module keeps the books; it decides nothing (the worker and the
 //! expiry do) and holds no timers.
 
-use std::sync::Mutex;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Context;
 use std::time::{Duration, Instant};
 
 use futures::task::AtomicWaker;
 use tokio::sync::watch;
+
+use super::slots::Slots;
 
 /// Identity and counters of one component instance, shared with the
 /// requests it serves.
@@ -34,10 +35,13 @@ pub struct InstanceInfo {
     responses_over: AtomicWaker,
     /// Set when the instance is dropped: whether its worker ended in error.
     ended: watch::Sender<Option<bool>>,
+    /// Told when the instance turns quiet (no response open) and busy again,
+    /// so a request on another thread may wait for its slot.
+    slots: Arc<Slots>,
 }
 
 impl InstanceInfo {
-    pub(super) fn new(id: u64) -> Self {
+    pub(super) fn new(id: u64, slots: Arc<Slots>) -> Self {
         Self {
             id,
             accepted: AtomicUsize::new(0),
@@ -46,6 +50,7 @@ impl InstanceInfo {
             last_response_over: Mutex::new(Instant::now()),
             responses_over: AtomicWaker::new(),
             ended: watch::Sender::new(None),
+            slots,
         }
     }
 
@@ -64,7 +69,9 @@ impl InstanceInfo {
     }
 
     pub(super) fn response_opened(&self) {
-        self.open_responses.fetch_add(1, Ordering::AcqRel);
+        if self.open_responses.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.slots.quiet(self.id, false);
+        }
     }
 
     pub(super) fn response_over(&self) {
@@ -74,6 +81,7 @@ impl InstanceInfo {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = Instant::now();
             self.responses_over.wake();
+            self.slots.quiet(self.id, true);
         }
     }
 

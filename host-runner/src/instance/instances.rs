@@ -6,7 +6,7 @@
 //! worker does) nor when it is given up on (the expiry does).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime_wasi_http::WasiHttpView;
@@ -41,8 +41,8 @@ pub struct Instances {
     /// The key-value store and configuration every instance shares.
     services: Arc<HostServices>,
     metrics: Arc<Metrics>,
-    next_id: Arc<AtomicU64>,
-    /// Instances alive or being created, against `max_instances`.
+    /// Instances alive or being created, against `max_instances`, and
+    /// their numbering.
     slots: Arc<Slots>,
     /// Set once the server stopped: instances dropped from then on are
     /// being torn down with the runtime, not failing.
@@ -62,7 +62,6 @@ impl Instances {
             services,
             config,
             metrics,
-            next_id: Arc::new(AtomicU64::new(1)),
             slots: Slots::new(max_instances),
             closing: Arc::new(AtomicBool::new(false)),
         }
@@ -89,9 +88,7 @@ impl HandlerState for Instances {
         let slot = self.slots.take().await.inspect_err(|error| {
             tracing::debug!("no instance created: {error}");
         })?;
-        let info = Arc::new(InstanceInfo::new(
-            self.next_id.fetch_add(1, Ordering::Relaxed),
-        ));
+        let info = Arc::new(InstanceInfo::new(slot.id(), self.slots.clone()));
         let mut store = store::new_store(
             self.component.engine(),
             info.id(),

@@ -139,6 +139,11 @@ pub(crate) struct Metrics {
     pub(crate) threads: Arc<ThreadGauges>,
     /// Connections opened for guests' outgoing HTTP (the pool counts).
     pub(crate) outbound_connections_opened: Arc<AtomicU64>,
+    /// Bytes of linear memory every live instance holds together (the
+    /// `--max-total-memory` budget counts them).
+    pub(crate) linear_memory: Arc<AtomicU64>,
+    /// Memory growths the `--max-total-memory` budget refused.
+    pub(crate) memory_growths_refused: Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -157,6 +162,8 @@ impl Metrics {
             instantiation_duration: Histogram::new(INSTANTIATION_SECONDS),
             threads: Arc::new(ThreadGauges::new(threads)),
             outbound_connections_opened: Arc::default(),
+            linear_memory: Arc::default(),
+            memory_growths_refused: Arc::default(),
         }
     }
 
@@ -313,6 +320,28 @@ impl Metrics {
             "reprise_outbound_connections_opened_total {}",
             load(&self.outbound_connections_opened)
         );
+        header(
+            &mut out,
+            "reprise_linear_memory_bytes",
+            "gauge",
+            "Linear memory all live instances hold together, bounded by --max-total-memory.",
+        );
+        let _ = writeln!(
+            out,
+            "reprise_linear_memory_bytes {}",
+            load(&self.linear_memory)
+        );
+        header(
+            &mut out,
+            "reprise_memory_growths_refused_total",
+            "counter",
+            "Linear memory growths (instantiations included) refused because all instances together would pass --max-total-memory.",
+        );
+        let _ = writeln!(
+            out,
+            "reprise_memory_growths_refused_total {}",
+            load(&self.memory_growths_refused)
+        );
         self.instance_requests.render(
             &mut out,
             "reprise_instance_requests",
@@ -407,6 +436,8 @@ mod tests {
             "reprise_requests_total{outcome=\"body_idle\"} 0",
             "reprise_requests_in_flight 0",
             "reprise_responses_cut_off_total 0",
+            "reprise_linear_memory_bytes 0",
+            "reprise_memory_growths_refused_total 0",
             "reprise_instance_requests_bucket{le=\"1\"} 1",
             "reprise_instance_requests_bucket{le=\"+Inf\"} 1",
             "reprise_instance_requests_count 1",

@@ -78,11 +78,21 @@ pub struct ServeOptions {
     pub request_queue_timeout: Duration,
 
     /// Component instances alive at the same time, all threads together;
-    /// an instance idle on one thread steps down for a request on another,
-    /// and a request that needs another while all are busy gets 503 with
-    /// Retry-After. Also sizes the pooling allocator.
+    /// an instance idle (or finishing its last request) on one thread steps
+    /// down for a request on another, and a request that needs another while
+    /// every instance has a response open gets 503 with Retry-After. Also
+    /// sizes the pooling allocator.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_INSTANCES)]
     pub max_instances: u32,
+
+    /// Linear memory all instances together may hold (sizes as for
+    /// --max-memory-size); past it a memory cannot grow, which fails inside
+    /// the guest (usually a trap: 500 for that instance's requests), and an
+    /// instance whose initial memory does not fit is not created (503). 0
+    /// for no limit [default: half of the machine's memory, or of the
+    /// cgroup's limit if lower].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_total_memory: Option<u64>,
 
     /// How long a client may take to send a request's headers (and a
     /// keep-alive connection may stay idle) before the connection is
@@ -205,6 +215,17 @@ impl ServeOptions {
             .max_memory_size
             .or(wasmtime_flags::wasm_options(&self.wasm).max_memory_size)
             .unwrap_or(DEFAULT_MAX_MEMORY_SIZE)
+    }
+
+    /// Largest sum of every instance's linear memory, in bytes:
+    /// `--max-total-memory` (`0` for none), else
+    /// [`default_max_total_memory`]; `None` for no limit.
+    pub fn max_total_memory(&self) -> Option<u64> {
+        match self.max_total_memory {
+            Some(0) => None,
+            Some(limit) => Some(limit),
+            None => default_max_total_memory(),
+        }
     }
 
     /// The WASI interfaces beyond cli and http that the `-S` lists ask for.
@@ -360,6 +381,31 @@ pub const DEFAULT_MAX_REQUEST_BODY_SIZE: u64 = 16 << 20;
 pub const DEFAULT_MAX_MEMORY_SIZE: u64 = 256 << 20;
 /// Default for `--max-instances` (wasmtime's pooling default).
 pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+
+/// What `--max-total-memory` is when not given: half of the memory this
+/// process may use, the machine's (`MemTotal` in `/proc/meminfo`) or its
+/// cgroup's (`memory.max`) if lower, so that instances run out of room
+/// before the OOM killer wakes and the host keeps the other half. `None`
+/// (no limit) where neither can be read.
+pub fn default_max_total_memory() -> Option<u64> {
+    let machine = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|meminfo| {
+            let line = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+            let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+            kib.checked_mul(1024)
+        });
+    // "max" (no limit) does not parse, and leaves the machine's.
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|max| max.trim().parse::<u64>().ok());
+    let usable = match (machine, cgroup) {
+        (Some(machine), Some(cgroup)) => machine.min(cgroup),
+        (one, other) => one.or(other)?,
+    };
+    // Whole MiB, so start-up prints it as one.
+    Some((usable / 2) & !((1 << 20) - 1))
+}
 
 /// The WASI interfaces `serve` provides beyond all of WASI cli and http
 /// (which it always links), as `wasmtime serve`'s `-S` options set them.

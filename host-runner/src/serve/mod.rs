@@ -50,7 +50,7 @@ use wasmtime_wasi_http::handler::ProxyHandler;
 use crate::component::LoadedComponent;
 use crate::component::engine::EpochTicker;
 use crate::exchange::Exchanges;
-use crate::host::HostServices;
+use crate::host::{HostServices, MemoryBudget};
 use crate::instance::Instances;
 use crate::instance::config::EffectiveConfig;
 use crate::metrics::{self, Metrics};
@@ -195,7 +195,13 @@ impl Server {
             options.outbound_idle_timeout,
             metrics.outbound_connections_opened.clone(),
         );
-        let services = HostServices::open(&config.wasi, config.max_memory_size, pool)?;
+        let memory_budget = MemoryBudget::new(
+            config.max_total_memory,
+            metrics.linear_memory.clone(),
+            metrics.memory_growths_refused.clone(),
+        );
+        let services =
+            HostServices::open(&config.wasi, config.max_memory_size, memory_budget, pool)?;
         if let Some(recorder) = &recorder {
             services.set_exchanges(Exchanges::Record(Arc::new(recorder.exchanges())));
         }

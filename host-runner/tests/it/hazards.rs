@@ -7,19 +7,31 @@ use std::time::{Duration, Instant};
 use crate::common::{HttpResponse, RunningServer, guest_wasm};
 
 #[test]
-#[ignore = "flaky (about half of runs): an instance still finishing its last request on the other thread is not yet idle, so slots.rs answers 503; waiting for it broke statuses::every_request_on_an_instance_that_traps_gets_500_and_none_is_left_hanging. Open in issue 24."]
 fn one_instance_on_two_threads_answers_every_sequential_request() {
     let server = RunningServer::start(
         &guest_wasm("hello_p3"),
-        &["--max-instances=1", "--threads=2"],
+        &[
+            "--max-instances=1",
+            "--threads=2",
+            "--metrics-addr=127.0.0.1:0",
+        ],
     );
     // A fresh connection each time, so the kernel spreads them over both
-    // threads; the one instance is idle between requests.
+    // threads; the one instance is idle, or finishing, between requests.
     let statuses: Vec<u16> = (0..40).map(|_| server.get("/").status).collect();
     assert!(
         statuses.iter().all(|status| *status == 200),
         "with the only instance idle, a request got {statuses:?}"
     );
+    let metrics = server.metrics();
+    for thread in ["0", "1"] {
+        assert!(
+            metrics.count(&format!(
+                "reprise_thread_requests_total{{thread=\"{thread}\"}}"
+            )) > 0,
+            "every request landed on one thread: nothing was tested"
+        );
+    }
 }
 
 /// A request that announces 100 body bytes and sends 10, then nothing.

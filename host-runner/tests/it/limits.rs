@@ -1,23 +1,31 @@
 //! Limits that keep one guest or one client from taking the host down:
-//! linear memory per instance (`--max-memory-size`) and request bodies
+//! linear memory per instance (`--max-memory-size`) and for all instances
+//! together (`--max-total-memory`), and request bodies
 //! (`--max-request-body-size`, 413). The instance limit (`--max-instances`)
 //! is in statuses.rs, the header read timeout in hostile.rs.
 
+use std::thread;
 use std::time::Duration;
 
 use crate::common::{RunningServer, guest_wasm};
 
-#[test]
-fn a_guest_growing_past_max_memory_size_fails_alone_and_the_next_request_is_served() {
+/// `faults_p3` served with `--LIMIT=SIZE` and metrics, once start-up has
+/// said `LIMIT SIZE`.
+fn serve_with_limit(limit: &str, size: &str) -> RunningServer {
     let server = RunningServer::start(
         &guest_wasm("faults_p3"),
-        &["--max-memory-size=16MiB", "--metrics-addr=127.0.0.1:0"],
+        &[&format!("--{limit}={size}"), "--metrics-addr=127.0.0.1:0"],
     );
     let line = server
-        .wait_for_log("max-memory-size", Duration::from_secs(1))
+        .wait_for_log(limit, Duration::from_secs(1))
         .expect("start-up describes the limits");
-    assert!(line.contains("max-memory-size 16MiB"), "{line}");
+    assert!(line.contains(&format!("{limit} {size}")), "{line}");
+    server
+}
 
+#[test]
+fn a_guest_growing_past_max_memory_size_fails_alone_and_the_next_request_is_served() {
+    let server = serve_with_limit("max-memory-size", "16MiB");
     assert_eq!(server.get("/?leak_kib=1024").status, 200, "1 MiB fits");
     let grown = server.get("/?leak_kib=32768");
     assert_eq!(
@@ -31,6 +39,39 @@ fn a_guest_growing_past_max_memory_size_fails_alone_and_the_next_request_is_serv
         metrics.count("reprise_instances_retired_total{reason=\"trap\"}"),
         1
     );
+}
+
+#[test]
+fn an_instance_growing_past_max_total_memory_fails_alone_and_the_others_answer() {
+    const MIB: u64 = 1 << 20;
+    let server = serve_with_limit("max-total-memory", "64MiB");
+
+    let (first, second) = thread::scope(|scope| {
+        // 40 MiB, then held with backpressure so the next request needs an
+        // instance of its own.
+        let first = scope.spawn(|| server.get("/?leak_kib=40960&hold_ms=3000"));
+        server.wait_for_metrics("the first 40 MiB", Duration::from_secs(30), |m| {
+            m.count("reprise_linear_memory_bytes") >= 40 * MIB
+        });
+        let second = server.get("/?leak_kib=40960");
+        (first.join().unwrap(), second)
+    });
+    assert_eq!(
+        (second.status, second.text().as_str()),
+        (500, "the component trapped while handling the request\n"),
+        "a second 40 MiB would pass 64 MiB in all: its allocation fails in the guest"
+    );
+    assert_eq!(first.status, 200, "the first instance kept its memory");
+    assert_eq!(server.get("/").status, 200, "the server still serves");
+
+    let metrics = server.metrics();
+    // The guest's allocator may ask again for less before it gives up.
+    assert!(metrics.count("reprise_memory_growths_refused_total") >= 1);
+    assert!(metrics.count("reprise_linear_memory_bytes") <= 64 * MIB);
+    // Dropped instances give their memory back.
+    server.wait_for_metrics("every instance gone", Duration::from_secs(30), |m| {
+        m.count("reprise_instances_live") == 0 && m.count("reprise_linear_memory_bytes") == 0
+    });
 }
 
 /// A POST whose body is sent with chunked encoding, so no length is known
