@@ -35,7 +35,11 @@ fn svg(rows: &[Row]) -> String {
     let panels = [
         (
             Workload::Hello,
-            "Hello, WASI! (wrk, 32 connections): requests/s",
+            "Hello, WASI! (wrk, 32 connections unless labelled): requests/s",
+        ),
+        (
+            Workload::Echo,
+            "axum-p3 /echo, the body up and back (wrk, 16 connections): requests/s",
         ),
         (
             Workload::IoBound,

@@ -71,10 +71,12 @@ struct RunArgs {
     /// The host-runner binary.
     #[arg(long, default_value = "target/release/host-runner")]
     host_runner: PathBuf,
-    /// The `wasmtime` binary for the peer rows (`just bench-peer`); skipped
-    /// when missing.
-    #[arg(long, default_value = "target/peer/bin/wasmtime")]
-    wasmtime: PathBuf,
+    /// The `wasmtime` binary for the peer rows (a 48.0.x release)
+    /// [default: target/peer/bin/wasmtime from `just bench-peer`, else
+    /// target/portability/wasmtime-48.0.2/wasmtime from `just portability`;
+    /// no peer rows when neither exists].
+    #[arg(long)]
+    wasmtime: Option<PathBuf>,
     /// Where the guests' .wasm files are.
     #[arg(long, default_value = "target/wasm32-wasip2/release")]
     guests: PathBuf,
@@ -87,6 +89,26 @@ struct RunArgs {
     /// Where servers' stderr goes, one file per configuration.
     #[arg(long, default_value = "target/bench/logs")]
     logs: PathBuf,
+    /// A smoke run to see every row render: 1 s warm-up, one run of 2 s
+    /// each, and the report and chart written under target/bench/quick/
+    /// instead of docs/. Overrides --duration, --warmup, --repeats,
+    /// --report and --chart.
+    #[arg(long)]
+    quick: bool,
+}
+
+impl RunArgs {
+    /// The arguments with `--quick` applied.
+    fn resolved(mut self) -> Self {
+        if self.quick {
+            self.duration = 2;
+            self.warmup = 1;
+            self.repeats = 1;
+            self.report = PathBuf::from("target/bench/quick/benchmarks.md");
+            self.chart = PathBuf::from("target/bench/quick/benchmarks.svg");
+        }
+        self
+    }
 }
 
 /// Whole seconds, as wrk takes them: `10s` or `10`.
@@ -113,7 +135,7 @@ fn run_and_report(args: &RunArgs) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Run(args) => run_and_report(&args),
+        Command::Run(args) => run_and_report(&args.resolved()),
         Command::Native { addr, delay_ms } => {
             native::serve(addr, std::time::Duration::from_millis(delay_ms))
         }
@@ -130,6 +152,18 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quick_runs_short_and_leaves_docs_alone() {
+        let Command::Run(args) = Cli::parse_from(["reprise-bench", "run", "--quick"]).command
+        else {
+            unreachable!("parsed as run")
+        };
+        let args = args.resolved();
+        assert_eq!((args.duration, args.warmup, args.repeats), (2, 1, 1));
+        assert!(args.report.starts_with("target/bench/quick"));
+        assert!(args.chart.starts_with("target/bench/quick"));
+    }
 
     #[test]
     fn seconds_read_with_or_without_suffix() {

@@ -37,6 +37,9 @@ pub enum Workload {
     /// `proxy-p3` in front of a backend that answers after 40 ms, at 200
     /// connections: the real I/O-bound case, a call out per request.
     Proxy,
+    /// `axum-p3`'s `/echo`: a body of [`Load::post_bytes`] up and the same
+    /// back, streamed through the component.
+    Echo,
 }
 
 /// How a configuration reuses instances.
@@ -70,6 +73,8 @@ pub struct Load {
     pub connections: u32,
     /// Path and query requested.
     pub path: &'static str,
+    /// POST a body of this many bytes instead of a GET.
+    pub post_bytes: Option<u32>,
 }
 
 /// Enough concurrency to keep both cores busy and several requests in
@@ -79,6 +84,7 @@ const HELLO_LOAD: Load = Load {
     threads: 2,
     connections: 32,
     path: "/",
+    post_bytes: None,
 };
 
 /// The I/O-bound case: 200 connections, each request waiting 40 ms.
@@ -86,6 +92,7 @@ const IO_LOAD: Load = Load {
     threads: 2,
     connections: 200,
     path: "/?ms=40",
+    post_bytes: None,
 };
 
 /// The proxy's load: the same 200 connections, each request forwarded to
@@ -94,6 +101,7 @@ const PROXY_LOAD: Load = Load {
     threads: 2,
     connections: 200,
     path: "/",
+    post_bytes: None,
 };
 
 /// How long the proxy rows' backend (`reprise-bench native --delay-ms`)
@@ -106,7 +114,11 @@ pub const BACKEND_DELAY_MS: u64 = 40;
 #[derive(Clone, Copy, Debug)]
 pub struct Hellos {
     pub reprise: &'static str,
+    /// On the raw bindings, reading nothing of the request.
     pub raw: &'static str,
+    /// On the raw bindings, reading the request head first as any SDK must
+    /// (bench/sdks): the baseline of the SDK's own cost.
+    pub raw_head: Option<&'static str>,
     /// Built by `bench/sdks` (its own workspace and lock file), not by
     /// `just build`.
     pub other: &'static str,
@@ -115,8 +127,16 @@ pub struct Hellos {
 }
 
 impl Hellos {
-    pub fn all(&self) -> [&'static str; 3] {
-        [self.reprise, self.raw, self.other]
+    pub fn all(&self) -> Vec<&'static str> {
+        [
+            Some(self.reprise),
+            Some(self.raw),
+            self.raw_head,
+            Some(self.other),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -125,12 +145,14 @@ pub const HELLOS: [Hellos; 2] = [
     Hellos {
         reprise: "hello-p3",
         raw: "raw-hello-p3",
+        raw_head: None,
         other: "spin-hello-p3",
         other_sdk: "spin-sdk 7.0.0",
     },
     Hellos {
         reprise: "hello-p2",
         raw: "raw-hello-p2",
+        raw_head: Some("raw-head-hello-p2"),
         other: "wstd-hello-p2",
         other_sdk: "wstd 0.6.8",
     },
@@ -171,7 +193,7 @@ impl Config {
     pub fn wasm_file(&self) -> Option<String> {
         self.component.map(|component| {
             let file = format!("{}.wasm", component.replace('-', "_"));
-            if component.starts_with("raw-") {
+            if component.starts_with("raw-hello-") {
                 format!("examples/{file}")
             } else {
                 file
@@ -236,8 +258,91 @@ pub fn all() -> Vec<Config> {
         load: PROXY_LOAD,
         variant: Some("no pool"),
     });
+    plan.extend(scaling());
     plan
 }
+
+/// Cost as work grows: connections 16 → 256, bodies of 1 KiB to 1 MiB both
+/// ways, memory per live instance, and one serving thread against two.
+fn scaling() -> Vec<Config> {
+    let mut plan = Vec::new();
+    for server in [ServerKind::HostRunner, ServerKind::Wasmtime] {
+        for (connections, variant) in CONNECTIONS {
+            plan.push(Config {
+                load: Load {
+                    connections,
+                    ..HELLO_LOAD
+                },
+                variant: Some(variant),
+                ..hello(server, "hello-p3", Reuse::On)
+            });
+        }
+    }
+    for server in [ServerKind::HostRunner, ServerKind::Wasmtime] {
+        for (bytes, variant) in BODIES {
+            plan.push(Config {
+                server,
+                component: Some("axum-p3"),
+                reuse: Reuse::On,
+                flags: reuse_flags("axum-p3", Reuse::On),
+                workload: Workload::Echo,
+                load: Load {
+                    post_bytes: Some(bytes),
+                    ..ECHO_LOAD
+                },
+                variant: Some(variant),
+            });
+        }
+    }
+    // Against the 200-connection serial row of the I/O-bound rows: one
+    // instance live against about 200, for memory per live instance.
+    plan.push(Config {
+        server: ServerKind::HostRunner,
+        component: Some("sleep-p3"),
+        reuse: Reuse::Serial,
+        flags: reuse_flags("sleep-p3", Reuse::Serial),
+        workload: Workload::IoBound,
+        load: Load {
+            threads: 1,
+            connections: 1,
+            ..IO_LOAD
+        },
+        variant: Some(ONE_CONNECTION),
+    });
+    for (flag, variant) in THREADS {
+        let mut config = hello(ServerKind::HostRunner, "hello-p3", Reuse::On);
+        config.flags.push(flag);
+        config.variant = Some(variant);
+        plan.push(config);
+    }
+    plan
+}
+
+/// The connection counts of the scaling rows (hello-p3), and their labels.
+pub const CONNECTIONS: [(u32, &str); 2] = [(16, "16 connections"), (256, "256 connections")];
+
+/// The body sizes of the echo rows, and their labels.
+pub const BODIES: [(u32, &str); 3] = [
+    (1024, "1 KiB body"),
+    (64 * 1024, "64 KiB body"),
+    (1024 * 1024, "1 MiB body"),
+];
+
+/// host-runner's serving threads in the thread rows (hello-p3), and their
+/// labels.
+pub const THREADS: [(&str, &str); 2] = [("--threads=1", "1 thread"), ("--threads=2", "2 threads")];
+
+/// The label of the I/O-bound row with one connection (one live instance).
+pub const ONE_CONNECTION: &str = "1 connection";
+
+/// The echo rows' load: few enough connections that 1 MiB each both ways
+/// stays well inside memory, enough to keep both cores busy.
+const ECHO_LOAD: Load = Load {
+    threads: 2,
+    connections: 16,
+    path: "/echo",
+    post_bytes: None,
+};
 
 fn hello(server: ServerKind, component: &'static str, reuse: Reuse) -> Config {
     Config {

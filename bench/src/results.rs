@@ -4,6 +4,7 @@
 //! The run module fills these in, the report and the chart read them; none
 //! of the three imports another. This module measures and formats nothing.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::plan::Config;
@@ -13,6 +14,9 @@ use crate::wrk::Sample;
 /// Everything measured about one configuration.
 pub struct Row {
     pub config: Config,
+    /// The server as the table names it, with its version where it can
+    /// differ between runs (`wasmtime serve 48.0.2`).
+    pub server_name: String,
     /// The server command as the report shows it.
     pub server_command: CommandLine,
     /// The wrk command as the report shows it (port as `$PORT`).
@@ -31,6 +35,11 @@ pub struct Row {
     /// two threads).
     pub busiest_thread_share: Vec<f64>,
     pub peak_rss_kib: Option<u64>,
+    /// Resident memory (VmRSS) half-way through each measured run, in KiB.
+    pub rss_kib_mid_run: Vec<u64>,
+    /// Live instances half-way through each measured run (host-runner with
+    /// metrics only): what that RSS held.
+    pub live_instances_mid_run: Vec<u64>,
 }
 
 /// Where and how the numbers were taken.
@@ -41,14 +50,28 @@ pub struct Environment {
     pub load_before: String,
     pub load_after: String,
     pub host_runner: String,
-    /// Why there are no peer rows, when there are none.
-    pub peer: Result<String, String>,
+    /// The `wasmtime serve` of the peer rows, or why there are none.
+    pub peer: Result<Peer, String>,
     pub wrk: String,
     /// Whether host-runner served `/metrics` (instance counts).
     pub metrics: bool,
     pub duration: u64,
     pub warmup: u64,
     pub repeats: u32,
+}
+
+/// The `wasmtime` binary of the peer rows.
+pub struct Peer {
+    pub path: PathBuf,
+    /// Its `--version` line, e.g. `wasmtime 48.0.2 (… 2025-…)`.
+    pub version: String,
+}
+
+impl Peer {
+    /// The release alone, e.g. `48.0.2`.
+    pub fn release(&self) -> &str {
+        self.version.split_whitespace().nth(1).unwrap_or("?")
+    }
 }
 
 impl Row {
@@ -82,12 +105,23 @@ impl Row {
         (!self.outbound_per_1000.is_empty()).then(|| median(self.outbound_per_1000.iter().copied()))
     }
 
+    /// Median RSS half-way through the measured runs, in KiB.
+    pub fn rss_kib_mid_run(&self) -> Option<f64> {
+        (!self.rss_kib_mid_run.is_empty())
+            .then(|| median(self.rss_kib_mid_run.iter().map(|&kib| kib as f64)))
+    }
+
+    /// Median live instances half-way through the measured runs.
+    pub fn live_instances_mid_run(&self) -> Option<f64> {
+        (!self.live_instances_mid_run.is_empty())
+            .then(|| median(self.live_instances_mid_run.iter().map(|&n| n as f64)))
+    }
+
     pub fn instances(&self) -> Option<f64> {
         (!self.instances.is_empty()).then(|| median(self.instances.iter().map(|&n| n as f64)))
     }
 }
 
-/// The median; the mean of the middle two for an even count.
 /// The median; the mean of the middle two for an even count.
 pub fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut values: Vec<f64> = values.collect();

@@ -8,17 +8,27 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
 use crate::RunArgs;
 use crate::plan::{self, Config, ServerKind, Workload};
-use crate::results::{Environment, Row};
+use crate::results::{Environment, Peer, Row};
 use crate::server::{CommandLine, Running};
 use crate::wrk;
 
-/// The peer's version: the issue compares against this release exactly.
-const PEER_VERSION: &str = "wasmtime 48.0.8";
+/// The peer's release line: the one host-runner embeds (48.0.8, from
+/// `just bench-peer`), or the 48.0.2 release binary `just portability`
+/// installs. Which one ran is in the report, beside every peer row.
+const PEER_LINE: &str = "wasmtime 48.0.";
+
+/// Where to look for the peer when `--wasmtime` is not given: `just
+/// bench-peer`'s build first, then `scripts/portability.py`'s release binary.
+const PEER_CANDIDATES: [&str; 2] = [
+    "target/peer/bin/wasmtime",
+    "target/portability/wasmtime-48.0.2/wasmtime",
+];
 
 /// Stands for the port a server printed, in the commands the report shows.
 const PORT: &str = "$PORT";
@@ -127,7 +137,8 @@ fn start(
         );
     }
     let metrics = config.server == ServerKind::HostRunner && environment.metrics;
-    let mut command = server_command(args, &config, metrics)?;
+    let mut command = server_command(args, environment, &config, metrics)?;
+    wrk::write_script(&config.load)?;
     if config.workload == Workload::Proxy {
         let backend = backend.expect("the backend starts before the proxy rows");
         // Before the component, which comes last.
@@ -142,9 +153,14 @@ fn start(
     let server = Running::start(&command, &log)?;
     let url = format!("http://{}{}", server.addr(), config.load.path);
     let shown_url = format!("http://127.0.0.1:{PORT}{}", config.load.path);
+    let server_name = match (&config.server, &environment.peer) {
+        (ServerKind::Wasmtime, Ok(peer)) => format!("{} {}", config.server, peer.release()),
+        (server, _) => server.to_string(),
+    };
     let row = Row {
         wrk_command: wrk::command(&shown_url, &config.load, args.duration),
         server_command: command,
+        server_name,
         config,
         samples: Vec::new(),
         cpu_per_request: Vec::new(),
@@ -152,6 +168,8 @@ fn start(
         outbound_per_1000: Vec::new(),
         busiest_thread_share: Vec::new(),
         peak_rss_kib: None,
+        rss_kib_mid_run: Vec::new(),
+        live_instances_mid_run: Vec::new(),
     };
     Ok(Live {
         row,
@@ -163,7 +181,12 @@ fn start(
 
 /// The command that serves `config`, asking host-runner for `/metrics` on a
 /// free port when `metrics`.
-fn server_command(args: &RunArgs, config: &Config, metrics: bool) -> anyhow::Result<CommandLine> {
+fn server_command(
+    args: &RunArgs,
+    environment: &Environment,
+    config: &Config,
+    metrics: bool,
+) -> anyhow::Result<CommandLine> {
     let component = || {
         let file = config
             .wasm_file()
@@ -176,7 +199,13 @@ fn server_command(args: &RunArgs, config: &Config, metrics: bool) -> anyhow::Res
             args: vec!["serve".into()],
         },
         ServerKind::Wasmtime => CommandLine {
-            program: display_path(&args.wasmtime),
+            program: display_path(
+                &environment
+                    .peer
+                    .as_ref()
+                    .map_err(|reason| anyhow::anyhow!("{reason}"))?
+                    .path,
+            ),
             args: vec!["serve".into(), "-Scli".into()],
         },
         ServerKind::Native => CommandLine {
@@ -219,18 +248,31 @@ fn warm_up(live: &Live, seconds: u64) -> anyhow::Result<()> {
 fn measure(live: &mut Live, seconds: u64, (round, rounds): (u32, u32)) -> anyhow::Result<()> {
     let before = live.server.counters();
     let cpu_before = live.server.cpu_time()?;
-    let sample =
-        wrk::run(&wrk::command(&live.url, &live.row.config.load, seconds)).map_err(|error| {
-            match live.server.exit_status() {
-                Some(status) => anyhow::anyhow!(
-                    "{} stopped ({status}) before its run {round}; its stderr is in {}",
-                    live.row.config.label(),
-                    live.log.display()
-                ),
-                None => error,
-            }
-        })?;
+    let command = wrk::command(&live.url, &live.row.config.load, seconds);
+    let (sample, mid_run) = std::thread::scope(|scope| {
+        let load = scope.spawn(|| wrk::run(&command));
+        // Half-way through: the memory the server holds under this load,
+        // and (host-runner) how many instances hold it.
+        std::thread::sleep(Duration::from_secs(seconds) / 2);
+        let mid_run = (
+            live.server.rss_kib().ok(),
+            live.server
+                .counters()
+                .and_then(|counters| counters.instances_live),
+        );
+        (load.join().expect("the wrk thread does not panic"), mid_run)
+    });
+    let sample = sample.map_err(|error| match live.server.exit_status() {
+        Some(status) => anyhow::anyhow!(
+            "{} stopped ({status}) before its run {round}; its stderr is in {}",
+            live.row.config.label(),
+            live.log.display()
+        ),
+        None => error,
+    })?;
     let cpu = live.server.cpu_time()? - cpu_before;
+    live.row.rss_kib_mid_run.extend(mid_run.0);
+    live.row.live_instances_mid_run.extend(mid_run.1);
     if let (Some(before), Some(after)) = (before, live.server.counters()) {
         live.row
             .instances
@@ -305,7 +347,7 @@ fn environment(args: &RunArgs) -> anyhow::Result<Environment> {
         load_before: load_average(),
         load_after: String::new(),
         host_runner,
-        peer: peer_version(&args.wasmtime),
+        peer: find_peer(args.wasmtime.as_deref()),
         wrk: wrk_version()?,
         metrics: help.contains("--metrics-addr"),
         duration: args.duration,
@@ -325,21 +367,34 @@ fn wrk_version() -> anyhow::Result<String> {
         .join(" "))
 }
 
-fn peer_version(wasmtime: &Path) -> Result<String, String> {
-    if !wasmtime.exists() {
+/// The `wasmtime` for the peer rows: `--wasmtime` if given, else the first
+/// of [`PEER_CANDIDATES`] that exists.
+fn find_peer(wasmtime: Option<&Path>) -> Result<Peer, String> {
+    let path = match wasmtime {
+        Some(path) if !path.exists() => {
+            return Err(format!("{} is missing", path.display()));
+        }
+        Some(path) => path.to_path_buf(),
+        None => PEER_CANDIDATES
+            .iter()
+            .map(PathBuf::from)
+            .find(|path| path.exists())
+            .ok_or_else(|| {
+                format!(
+                    "neither {} nor {} exists; `just bench-peer` builds 48.0.8 (about 15 minutes, \
+                     once), `just portability` installs the 48.0.2 release binary",
+                    PEER_CANDIDATES[0], PEER_CANDIDATES[1]
+                )
+            })?,
+    };
+    let version = first_line_of(&path, &["--version"]).map_err(|e| format!("{e:#}"))?;
+    if !version.starts_with(PEER_LINE) {
         return Err(format!(
-            "{} is missing; `just bench-peer` installs it (about 15 minutes, once)",
-            wasmtime.display()
+            "{} is `{version}`, not {PEER_LINE}x; rerun `just bench-peer`",
+            path.display()
         ));
     }
-    let version = first_line_of(wasmtime, &["--version"]).map_err(|e| format!("{e:#}"))?;
-    if !version.starts_with(PEER_VERSION) {
-        return Err(format!(
-            "{} is `{version}`, not {PEER_VERSION}; rerun `just bench-peer`",
-            wasmtime.display()
-        ));
-    }
-    Ok(version)
+    Ok(Peer { path, version })
 }
 
 fn first_line_of(program: &Path, args: &[&str]) -> anyhow::Result<String> {

@@ -32,6 +32,9 @@ const METRICS: &str = "Metrics on http://";
 /// The host-runner counter of instances created.
 const INSTANCES_CREATED: &str = "reprise_instances_created_total";
 
+/// The host-runner gauge of instances alive now.
+const INSTANCES_LIVE: &str = "reprise_instances_live";
+
 /// The host-runner counter of connections opened for guests' outgoing
 /// HTTP.
 const OUTBOUND_OPENED: &str = "reprise_outbound_connections_opened_total";
@@ -60,6 +63,9 @@ impl fmt::Display for CommandLine {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Counters {
     pub instances_created: u64,
+    /// Instances alive at the moment (a gauge); `None` from a host-runner
+    /// without it.
+    pub instances_live: Option<u64>,
     /// `None` from a host-runner without the counter.
     pub outbound_opened: Option<u64>,
     /// Requests received by each serving thread, in thread order.
@@ -130,9 +136,19 @@ impl Running {
 
     /// The most resident memory the process ever used, in KiB (VmHWM).
     pub fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    /// The resident memory the process uses now, in KiB (VmRSS).
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// A `/proc/PID/status` line such as `VmHWM:`, in KiB.
+    fn status_kib(&self, field: &str) -> anyhow::Result<u64> {
         let path = format!("/proc/{}/status", self.child.id());
         let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        parse_vm_hwm(&status).with_context(|| format!("no VmHWM line in {path}"))
+        parse_status_kib(&status, field).with_context(|| format!("no {field} line in {path}"))
     }
 
     /// host-runner's counters so far, if it serves metrics.
@@ -142,6 +158,7 @@ impl Running {
             .ok()?;
         Some(Counters {
             instances_created: parse_counter(&text, INSTANCES_CREATED)?,
+            instances_live: parse_counter(&text, INSTANCES_LIVE),
             outbound_opened: parse_counter(&text, OUTBOUND_OPENED),
             thread_requests: parse_per_label(&text, THREAD_REQUESTS),
         })
@@ -198,8 +215,8 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-fn parse_vm_hwm(status: &str) -> Option<u64> {
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -273,10 +290,12 @@ mod tests {
     }
 
     #[test]
-    fn peak_rss_is_read_from_vm_hwm() {
+    fn peak_and_current_rss_are_read_from_vm_hwm_and_vm_rss() {
         let status =
             "Name:\thost-runner\nVmPeak:\t  999 kB\nVmHWM:\t   51234 kB\nVmRSS:\t 40000 kB\n";
-        assert_eq!(parse_vm_hwm(status), Some(51234));
+        assert_eq!(parse_status_kib(status, "VmHWM:"), Some(51234));
+        assert_eq!(parse_status_kib(status, "VmRSS:"), Some(40000));
+        assert_eq!(parse_status_kib(status, "VmSwap:"), None);
     }
 
     #[test]

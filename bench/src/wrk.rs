@@ -3,6 +3,7 @@
 //!
 //! It does not decide the load (the plan does) and keeps no history.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -24,18 +25,49 @@ pub struct Sample {
     pub errors: u64,
 }
 
-/// The wrk command for `load` against `url`, for `seconds`.
+/// Where the Lua scripts for POST loads go.
+const SCRIPTS: &str = "target/bench/wrk";
+
+/// The wrk command for `load` against `url`, for `seconds`. A POST load
+/// needs its script: [`write_script`] first.
 pub fn command(url: &str, load: &Load, seconds: u64) -> CommandLine {
+    let mut args = vec![
+        format!("-t{}", load.threads),
+        format!("-c{}", load.connections),
+        format!("-d{seconds}s"),
+        "--latency".into(),
+    ];
+    if let Some(bytes) = load.post_bytes {
+        args.extend(["-s".into(), script_path(bytes).display().to_string()]);
+    }
+    args.push(url.to_owned());
     CommandLine {
         program: "wrk".into(),
-        args: vec![
-            format!("-t{}", load.threads),
-            format!("-c{}", load.connections),
-            format!("-d{seconds}s"),
-            "--latency".into(),
-            url.to_owned(),
-        ],
+        args,
     }
+}
+
+fn script_path(bytes: u32) -> PathBuf {
+    Path::new(SCRIPTS).join(format!("post-{bytes}.lua"))
+}
+
+/// Writes the Lua script that makes wrk POST `load`'s body, if it has one.
+pub fn write_script(load: &Load) -> anyhow::Result<()> {
+    let Some(bytes) = load.post_bytes else {
+        return Ok(());
+    };
+    let path = script_path(bytes);
+    std::fs::create_dir_all(SCRIPTS).with_context(|| format!("cannot create {SCRIPTS}"))?;
+    std::fs::write(&path, script(bytes)).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn script(bytes: u32) -> String {
+    format!(
+        "-- Written by reprise-bench: POST {bytes} bytes.\n\
+         wrk.method = \"POST\"\n\
+         wrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n\
+         wrk.body = string.rep(\"x\", {bytes})\n"
+    )
 }
 
 /// Runs `command` (from [`command`]) and parses its report.
@@ -139,6 +171,23 @@ Transfer/sec:      1.33MB
         assert_eq!(sample.p50, Duration::from_micros(448));
         assert_eq!(sample.p99, Duration::from_millis(1020));
         assert_eq!(sample.errors, 19);
+    }
+
+    #[test]
+    fn a_post_load_runs_its_script_and_the_script_sends_the_body() {
+        let load = Load {
+            threads: 2,
+            connections: 16,
+            path: "/echo",
+            post_bytes: Some(1024),
+        };
+        let command = command("http://127.0.0.1:1/echo", &load, 3);
+        let args = command.args.join(" ");
+        assert!(args.contains("-s target/bench/wrk/post-1024.lua"), "{args}");
+        assert!(args.ends_with("http://127.0.0.1:1/echo"), "{args}");
+        let lua = script(1024);
+        assert!(lua.contains("wrk.method = \"POST\""), "{lua}");
+        assert!(lua.contains("string.rep(\"x\", 1024)"), "{lua}");
     }
 
     #[test]
