@@ -150,7 +150,7 @@ impl http_body::Body for Upstream {
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BodyError>>> {
+    ) -> std::task::Poll<crate::body::Next> {
         use std::task::Poll;
         if self.failed {
             return Poll::Ready(None);
