@@ -4,8 +4,10 @@
 //! from the responses those get, so that a guest that copies headers across
 //! (a proxy) forwards exactly the end-to-end ones.
 //!
-//! The fields a `Connection` header names are removed along with it. That
-//! is the reason this runs before wasmtime sees the headers: wasmtime drops
+//! Which fields those are is `reprise_policy::hop_by_hop`'s to say (the
+//! SDK's client strips the same ones); this module removes them from
+//! hyper's header maps. The fields a `Connection` header names go with it,
+//! which is why this runs before wasmtime sees the headers: wasmtime drops
 //! `Connection` itself (a forbidden header), after which nobody could tell
 //! which other fields it named.
 //!
@@ -15,38 +17,20 @@
 
 use hyper::HeaderMap;
 use hyper::header::{CONNECTION, HeaderName};
-
-/// The hop-by-hop fields that are always removed, whether or not
-/// `Connection` names them; `keep-alive` and `proxy-connection` are the
-/// pre-standard ones that RFC 9110 §7.6.1 says to drop too.
-const ALWAYS: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+use reprise_policy::hop_by_hop::{ALWAYS, fields};
 
 /// Removes from `headers` every field `Connection` names, then the fields
-/// that are hop-by-hop by definition.
+/// that are hop-by-hop by definition ([`ALWAYS`]).
 pub(crate) fn remove(headers: &mut HeaderMap) {
     // The common case (no connection headers at all) costs one lookup each.
     if !ALWAYS.iter().any(|name| headers.contains_key(*name)) {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|list| list.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+    let connection = headers.get_all(CONNECTION).iter();
+    let doomed: Vec<HeaderName> = fields(connection.filter_map(|value| value.to_str().ok()))
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in ALWAYS {
+    for name in doomed {
         headers.remove(name);
     }
 }

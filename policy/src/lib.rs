@@ -15,6 +15,10 @@
 //! the host's, and finding custom sections in a component is the host's
 //! WebAssembly parser's. Without `parse` the crate has no dependencies, so a
 //! guest pays nothing for the host's half.
+//!
+//! One more fact both halves share lives here: [`hop_by_hop`], the header
+//! fields a connection owns, which the SDK's client and host-runner both
+//! keep from crossing it.
 
 /// Name of the custom section that carries the policy.
 pub const SECTION: &str = "reprise:reuse-policy";
@@ -237,6 +241,7 @@ impl ConstWriter {
     }
 }
 
+pub mod hop_by_hop;
 #[cfg(feature = "parse")]
 mod parse;
 #[cfg(feature = "parse")]

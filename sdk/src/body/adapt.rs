@@ -2,7 +2,7 @@
 //! `http_body::Body`, a `Stream` of chunks, and a world's [`Source`]. Each
 //! turns its errors into [`BodyError`]s; none buffers.
 
-use super::{BoxError, Source};
+use super::{BoxError, Next, Source};
 use crate::BodyError;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -30,10 +30,7 @@ where
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next> {
         // SAFETY: `self.0` is never moved out of the pinned `Foreign`.
         let body = unsafe { self.map_unchecked_mut(|foreign| &mut foreign.0) };
         body.poll_frame(cx)
@@ -61,10 +58,7 @@ where
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next> {
         self.0.as_mut().poll_next(cx).map(|item| {
             item.map(|chunk| {
                 chunk
@@ -92,7 +86,7 @@ pub(super) struct Pull<S> {
     pub(super) hint: SizeHint,
 }
 
-type PullRead<S> = Pin<Box<dyn Future<Output = (S, Option<Result<Frame<Bytes>, BodyError>>)>>>;
+type PullRead<S> = Pin<Box<dyn Future<Output = (S, Next)>>>;
 
 pub(super) enum PullState<S> {
     Idle(S),
@@ -104,10 +98,7 @@ impl<S: Source> http_body::Body for Pull<S> {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next> {
         let this = &mut *self;
         loop {
             match std::mem::replace(&mut this.state, PullState::Ended) {

@@ -2,6 +2,7 @@
 //! reader that hand over one chunk at a time. It does not buffer more than
 //! that chunk, so a slow reader slows the writer.
 
+use super::Next;
 use crate::BodyError;
 use bytes::Bytes;
 use http_body::Frame;
@@ -85,10 +86,7 @@ impl http_body::Body for Receiver {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next> {
         let mut channel = lock(&self.0);
         if let Some(chunk) = channel.chunk.take() {
             if let Some(waker) = channel.writer_waker.take() {

@@ -42,9 +42,12 @@ enum Kind {
 /// The error type foreign bodies and streams may fail with.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// One frame of a streamed body, or `None` at its end.
-pub(crate) type NextFrame<'a> =
-    Pin<Box<dyn Future<Output = Option<Result<Frame<Bytes>, BodyError>>> + 'a>>;
+/// What reading a body gives next: a frame, the error that ends it, or
+/// `None` at its end. Every body here polls for one.
+pub(crate) type Next = Option<Result<Frame<Bytes>, BodyError>>;
+
+/// The [`Next`] of a streamed body, read by async code.
+pub(crate) type NextFrame<'a> = Pin<Box<dyn Future<Output = Next> + 'a>>;
 
 /// Where a streamed request body's frames come from: each world's upload,
 /// read by async code that borrows it between frames.
@@ -146,7 +149,7 @@ impl Body {
     }
 
     /// The next frame: data or trailers, `None` at the end.
-    pub(crate) async fn frame(&mut self) -> Option<Result<Frame<Bytes>, BodyError>> {
+    pub(crate) async fn frame(&mut self) -> Next {
         poll_fn(|cx| http_body::Body::poll_frame(Pin::new(&mut *self), cx)).await
     }
 
@@ -244,10 +247,7 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next> {
         match &mut self.0 {
             Kind::Full(bytes) if bytes.is_empty() => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(Some(Ok(Frame::data(std::mem::take(bytes))))),

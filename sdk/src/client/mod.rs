@@ -77,33 +77,17 @@ pub fn send(request: Request) -> impl Future<Output = Result<Response, Error>> +
     crate::local::Local::new(call)
 }
 
-/// The hop-by-hop fields of RFC 9110 §7.6.1 that go whether or not
-/// `connection` names them.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-/// Removes the fields `connection` names, then every [`HOP_BY_HOP`] field.
-/// Most hosts drop `connection` before a guest sees it; where one does not,
-/// the fields it names are still known here.
+/// Removes the hop-by-hop fields ([`reprise_policy::hop_by_hop`]): those
+/// `connection` names, then the ones that always are. Most hosts drop
+/// `connection` before a guest sees it; where one does not, the fields it
+/// names are still known here.
 pub(crate) fn remove_hop_by_hop(headers: &mut http::HeaderMap) {
-    let named: Vec<http::HeaderName> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|list| list.split(','))
-        .filter_map(|token| http::HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
+    let connection = headers.get_all(http::header::CONNECTION).iter();
+    let doomed: Vec<http::HeaderName> =
+        reprise_policy::hop_by_hop::fields(connection.filter_map(|value| value.to_str().ok()))
+            .filter_map(|name| http::HeaderName::from_bytes(name.as_bytes()).ok())
+            .collect();
+    for name in doomed {
         headers.remove(name);
     }
 }
@@ -166,7 +150,7 @@ impl http_body::Body for Upstream {
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BodyError>>> {
+    ) -> std::task::Poll<crate::body::Next> {
         use std::task::Poll;
         if self.failed {
             return Poll::Ready(None);
