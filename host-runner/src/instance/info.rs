@@ -6,8 +6,8 @@
 //! This module keeps the books; it decides nothing (the worker and the
 //! expiry do) and holds no timers.
 
-use std::sync::{Arc, Mutex, OnceLock};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Context;
 use std::time::{Duration, Instant};
 
