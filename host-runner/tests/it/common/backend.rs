@@ -37,8 +37,11 @@ const LONGEST_WAIT: Duration = Duration::from_secs(30);
 /// - `/head`: answers with the request's head, as it arrived, as the body,
 ///   and with hop-by-hop fields of its own (`connection: x-hop-back`,
 ///   `x-hop-back`, `keep-alive`) beside an end-to-end `x-end`;
-/// - `/short?announce=N&send=M`: announces `content-length: N`, sends M
-///   bytes of [`pattern`] and closes (a backend that dies mid-body).
+/// - `/short?announce=N&send=M`: announces `content-length: N` and
+///   `connection: close`, sends M bytes of [`pattern`] and closes (a
+///   backend that dies mid-body; the `connection: close` keeps the next
+///   call off this connection, which the pool would otherwise take back
+///   when M = N and lose a race with the close).
 pub(crate) struct Backend {
     /// `http://127.0.0.1:PORT`
     pub url: String,
@@ -204,7 +207,9 @@ fn serve(
                     query(&request.path, "announce"),
                     query(&request.path, "send"),
                 );
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {announce}\r\n\r\n");
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {announce}\r\nconnection: close\r\n\r\n"
+                );
                 let _ = stream.write_all(head.as_bytes());
                 let _ = stream.write_all(&pattern(send));
                 return; // closes the connection mid-body
