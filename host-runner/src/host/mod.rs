@@ -152,6 +152,7 @@ impl Host {
     ) -> Self {
         let memory = MemoryMeter {
             bytes: 0,
+            refused: false,
             limits,
             budget: services.memory_budget.clone(),
         };
@@ -188,6 +189,13 @@ impl Host {
     /// and it printed one since the last call.
     pub(crate) fn take_panic_message(&self) -> Option<String> {
         self.stderr_tail.as_ref()?.take_panic()
+    }
+
+    /// Whether `--max-total-memory` refused this store's memory a growth:
+    /// read after a failed instantiation, it says why.
+    pub(crate) fn total_memory_full(&self) -> Option<TotalMemoryFull> {
+        let limit = self.memory.budget.limit?;
+        self.memory.refused.then_some(TotalMemoryFull { limit })
     }
 
     /// The outgoing calls that failed since the last call, if they are kept
@@ -260,6 +268,26 @@ impl MemoryBudget {
     }
 }
 
+/// Why an instance was not created: its initial memory did not fit in
+/// what `--max-total-memory` left (transient: it frees up as instances
+/// end).
+#[derive(Debug)]
+pub(crate) struct TotalMemoryFull {
+    pub(crate) limit: u64,
+}
+
+impl std::fmt::Display for TotalMemoryFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the instances together hold --max-total-memory {}",
+            HumanSize(self.limit)
+        )
+    }
+}
+
+impl std::error::Error for TotalMemoryFull {}
+
 /// Counts linear memory as the instance creates and grows it: the store's
 /// limiter is told of every growth, so no access to the guest's (unexported)
 /// memories is needed. It allows every growth the memory's type and
@@ -270,6 +298,8 @@ impl MemoryBudget {
 /// instantiation, the instance is not created.
 struct MemoryMeter {
     bytes: usize,
+    /// Whether the budget refused a growth of this store's memory.
+    refused: bool,
     limits: StoreLimits,
     budget: Arc<MemoryBudget>,
 }
@@ -298,6 +328,7 @@ impl ResourceLimiter for MemoryMeter {
         }
         let growth = desired.saturating_sub(current);
         if !self.budget.reserve(growth as u64) {
+            self.refused = true;
             return Ok(false);
         }
         self.bytes += growth;

@@ -116,6 +116,12 @@ impl HandlerState for Instances {
             }
             None => instantiation.await,
         };
+        // The memory budget's refusal is transient, unlike the error it
+        // causes (a memory below its minimum size): say which it was.
+        let proxy = proxy.map_err(|error| match store.data().total_memory_full() {
+            Some(full) => wasmtime::Error::new(full),
+            None => error,
+        });
         let proxy = proxy.inspect_err(|error| {
             self.metrics.instantiation_failed(started.elapsed());
             tracing::warn!(

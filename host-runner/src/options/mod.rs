@@ -88,7 +88,7 @@ pub struct ServeOptions {
     /// Linear memory all instances together may hold (sizes as for
     /// --max-memory-size); past it a memory cannot grow, which fails inside
     /// the guest (usually a trap: 500 for that instance's requests), and an
-    /// instance whose initial memory does not fit is not created (503). 0
+    /// instance whose initial memory does not fit is not created (503, Retry-After). 0
     /// for no limit [default: half of the machine's memory, or of the
     /// cgroup's limit if lower].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]

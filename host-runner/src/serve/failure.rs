@@ -2,8 +2,8 @@
 //! and for each cause the status, the one line the client sees and the
 //! outcome the metrics count. 504 timed out; 500 trapped, no response or a
 //! body that did not match its `content-length`; 503 (with `Retry-After`)
-//! when every request slot or instance is taken; 503 when instantiation
-//! fails; 413 for a body over `--max-request-body-size`; 408 for a body
+//! when every request slot or instance is taken or the instances together
+//! hold `--max-total-memory`; 503 when instantiation fails; 413 for a body over `--max-request-body-size`; 408 for a body
 //! that stopped arriving (`--request-body-idle-timeout`).
 //!
 //! Clients only ever see a one-line reason; the detailed error (guest
@@ -19,6 +19,7 @@ use hyper::{Response, StatusCode};
 use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, TrapOrPanicError};
 
+use crate::host::TotalMemoryFull;
 use crate::instance::InstanceLimitError;
 use crate::instance::config::EffectiveConfig;
 use crate::instance::request::RequestTicket;
@@ -37,6 +38,8 @@ pub(super) enum Failure {
     Trap,
     NoInstance,
     InstancesExhausted,
+    /// A new instance's memory does not fit in `--max-total-memory`.
+    TotalMemoryFull,
     NoResponse,
     /// The body ended short of (or ran past) its `content-length`.
     WrongLength,
@@ -65,6 +68,8 @@ impl Failure {
                 || failed.error.is::<wasmtime::PoolConcurrencyLimitError>()
             {
                 Failure::InstancesExhausted
+            } else if failed.error.is::<TotalMemoryFull>() {
+                Failure::TotalMemoryFull
             } else {
                 Failure::NoInstance
             }
@@ -101,9 +106,10 @@ impl Failure {
             Failure::Trap | Failure::NoResponse | Failure::WrongLength => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            Failure::NoInstance | Failure::InstancesExhausted | Failure::Overloaded => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Failure::NoInstance
+            | Failure::InstancesExhausted
+            | Failure::TotalMemoryFull
+            | Failure::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Failure::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::BodyIdle => StatusCode::REQUEST_TIMEOUT,
         }
@@ -113,7 +119,9 @@ impl Failure {
         match self {
             Failure::Timeout => Outcome::Timeout,
             Failure::Trap => Outcome::Trap,
-            Failure::NoInstance | Failure::InstancesExhausted => Outcome::Instantiation,
+            Failure::NoInstance | Failure::InstancesExhausted | Failure::TotalMemoryFull => {
+                Outcome::Instantiation
+            }
             Failure::NoResponse | Failure::WrongLength => Outcome::Error,
             Failure::Overloaded => Outcome::Overload,
             Failure::TooLarge => Outcome::TooLarge,
@@ -135,6 +143,11 @@ impl Failure {
             (Failure::InstancesExhausted, _) => {
                 "no component instance available: all instances are busy; retry later".to_owned()
             }
+            (Failure::TotalMemoryFull, _) => format!(
+                "no component instance available: the instances together hold \
+                 --max-total-memory {}; retry later",
+                HumanSize(config.max_total_memory.unwrap_or_default())
+            ),
             (Failure::NoResponse, _) => "the component failed to produce a response".to_owned(),
             (Failure::WrongLength, _) => {
                 "the component's response body did not match its content-length".to_owned()
@@ -159,7 +172,7 @@ impl Failure {
         let mut response = plain_text(self.status(), self.message(config));
         let headers = response.headers_mut();
         match self {
-            Failure::Overloaded | Failure::InstancesExhausted => {
+            Failure::Overloaded | Failure::InstancesExhausted | Failure::TotalMemoryFull => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
             }
             // The rest of the body may still be on its way; the connection

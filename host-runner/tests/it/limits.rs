@@ -74,6 +74,40 @@ fn an_instance_growing_past_max_total_memory_fails_alone_and_the_others_answer()
     });
 }
 
+#[test]
+fn a_new_instance_that_does_not_fit_in_max_total_memory_gets_503_with_retry_after() {
+    // One faults_p3 instance starts with about 1.06 MiB of linear memory:
+    // a second one does not fit in 2 MiB.
+    let server = serve_with_limit("max-total-memory", "2MiB");
+    let (held, refused) = thread::scope(|scope| {
+        // Held with backpressure, so the next request needs an instance of
+        // its own.
+        let held = scope.spawn(|| server.get("/?hold_ms=2000"));
+        server.wait_for_metrics("the first instance", Duration::from_secs(30), |m| {
+            m.count("reprise_instances_live") == 1 && m.count("reprise_requests_in_flight") == 1
+        });
+        let refused = server.get("/");
+        (held.join().unwrap(), refused)
+    });
+    assert_eq!(
+        (refused.status, refused.text().as_str()),
+        (
+            503,
+            "no component instance available: the instances together hold \
+             --max-total-memory 2MiB; retry later\n"
+        )
+    );
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(held.status, 200, "the instance that fits is not disturbed");
+    assert_eq!(server.get("/").status, 200, "once it is free, it serves");
+    let metrics = server.metrics();
+    assert!(metrics.count("reprise_memory_growths_refused_total") >= 1);
+    assert_eq!(
+        metrics.count("reprise_requests_total{outcome=\"instantiation\"}"),
+        1
+    );
+}
+
 /// A POST whose body is sent with chunked encoding, so no length is known
 /// up front: only reading it can find it too large. (Requests in these
 /// tests stay under 8 KiB, which the server reads in one go: a server that
