@@ -77,8 +77,18 @@ fn an_instance_growing_past_max_total_memory_fails_alone_and_the_others_answer()
 #[test]
 fn a_new_instance_that_does_not_fit_in_max_total_memory_gets_503_with_retry_after() {
     // One faults_p3 instance starts with about 1.06 MiB of linear memory:
-    // a second one does not fit in 2 MiB.
-    let server = serve_with_limit("max-total-memory", "2MiB");
+    // a second one does not fit in 2 MiB. One serving thread, so that the
+    // last request finds the first instance idle on its own thread (an
+    // idle instance on another thread keeps its memory until its idle
+    // timeout: the reference says so).
+    let server = RunningServer::start(
+        &guest_wasm("faults_p3"),
+        &[
+            "--max-total-memory=2MiB",
+            "--threads=1",
+            "--metrics-addr=127.0.0.1:0",
+        ],
+    );
     let (held, refused) = thread::scope(|scope| {
         // Held with backpressure, so the next request needs an instance of
         // its own.
