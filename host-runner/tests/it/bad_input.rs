@@ -15,6 +15,38 @@ fn serve(component: &Path) -> Finished {
     run_to_exit(&["serve", "--addr", "127.0.0.1:0", component], EXIT_TIMEOUT)
 }
 
+/// Serves a scratch file `name` holding `contents`, and expects one line
+/// on stderr that names the file and says `reason`.
+fn assert_file_refused(name: &str, contents: &[u8], reason: &str) {
+    let path = scratch_file(name, contents);
+    assert_refused(&serve(&path), &path, reason);
+}
+
+/// A component written in WAT, as bytes.
+fn component(wat: &str) -> Vec<u8> {
+    wat::parse_str(wat).expect("valid WAT")
+}
+
+/// Runs `host-runner` with `args`, and expects clap's usage error: exit
+/// code 2 and a message naming every one of `named`, without a crash.
+fn assert_usage_error(args: &[&str], named: &[&str]) {
+    let outcome = run_to_exit(args, EXIT_TIMEOUT);
+    assert_eq!(
+        outcome.status.code(),
+        Some(2),
+        "stderr:\n{}",
+        outcome.stderr
+    );
+    for wanted in named {
+        assert!(
+            outcome.stderr.contains(wanted),
+            "the message does not say {wanted:?}:\n{}",
+            outcome.stderr
+        );
+    }
+    assert_no_crash(&outcome);
+}
+
 #[test]
 fn missing_file_is_refused_naming_the_path() {
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-such-component.wasm");
@@ -24,9 +56,11 @@ fn missing_file_is_refused_naming_the_path() {
 
 #[test]
 fn text_file_is_refused_as_not_webassembly() {
-    let path = scratch_file("notes.txt", b"this is not wasm\n");
-    let outcome = serve(&path);
-    assert_refused(&outcome, &path, "not a WebAssembly binary");
+    assert_file_refused(
+        "notes.txt",
+        b"this is not wasm\n",
+        "not a WebAssembly binary",
+    );
 }
 
 #[test]
@@ -72,98 +106,71 @@ fn a_huge_file_is_refused_from_its_first_bytes_or_its_size_without_being_read() 
 
 #[test]
 fn core_module_is_refused_as_not_a_component() {
-    let path = scratch_file("core-module.wasm", b"\0asm\x01\0\0\0");
-    let outcome = serve(&path);
-    assert_refused(&outcome, &path, "core WebAssembly module, not a component");
+    assert_file_refused(
+        "core-module.wasm",
+        b"\0asm\x01\0\0\0",
+        "core WebAssembly module, not a component",
+    );
 }
 
 #[test]
 fn empty_component_is_refused_for_exporting_no_http_handler() {
-    let path = scratch_file("empty-component.wasm", b"\0asm\x0d\0\x01\0");
-    let outcome = serve(&path);
-    assert_refused(&outcome, &path, "exports no HTTP handler");
+    assert_file_refused(
+        "empty-component.wasm",
+        b"\0asm\x0d\0\x01\0",
+        "exports no HTTP handler",
+    );
 }
 
 #[test]
 fn component_exporting_something_else_is_refused_for_exporting_no_http_handler() {
-    let wasm = wat::parse_str(
+    let wasm = component(
         r#"(component
             (core module $m (func (export "run")))
             (core instance $i (instantiate $m))
             (func $run (canon lift (core func $i "run")))
             (export "run" (func $run)))"#,
-    )
-    .expect("valid WAT");
-    let path = scratch_file("not-http.wasm", &wasm);
-    let outcome = serve(&path);
-    assert_refused(&outcome, &path, "exports no HTTP handler");
+    );
+    assert_file_refused("not-http.wasm", &wasm, "exports no HTTP handler");
 }
 
 #[test]
 fn component_importing_what_the_host_lacks_is_refused_naming_the_import() {
-    let wasm = wat::parse_str(
+    let wasm = component(
         r#"(component
             (import "example:missing/api" (instance (export "ping" (func))))
             (instance $handler)
             (export "wasi:http/incoming-handler@0.2.0" (instance $handler)))"#,
-    )
-    .expect("valid WAT");
-    let path = scratch_file("missing-import.wasm", &wasm);
-    let outcome = serve(&path);
-    assert_refused(&outcome, &path, "example:missing/api");
+    );
+    assert_file_refused("missing-import.wasm", &wasm, "example:missing/api");
 }
 
 #[test]
 fn http_handler_export_without_a_handle_function_is_refused() {
-    let wasm = wat::parse_str(
+    let wasm = component(
         r#"(component
             (instance $handler)
             (export "wasi:http/incoming-handler@0.2.0" (instance $handler)))"#,
-    )
-    .expect("valid WAT");
-    let path = scratch_file("hollow-handler.wasm", &wasm);
-    let outcome = serve(&path);
-    assert_refused(&outcome, &path, "HTTP handler host-runner cannot call");
+    );
+    assert_file_refused(
+        "hollow-handler.wasm",
+        &wasm,
+        "HTTP handler host-runner cannot call",
+    );
 }
 
 #[test]
-fn malformed_duration_flag_exits_2_naming_the_flag_and_value() {
-    let outcome = run_to_exit(
+fn malformed_duration_flag_exits_2_naming_the_flag_the_value_and_the_notation() {
+    assert_usage_error(
         &["serve", "--request-timeout=banana", "whatever.wasm"],
-        EXIT_TIMEOUT,
+        &["--request-timeout", "banana", "100us, 250ms or 5s"],
     );
-    assert_eq!(
-        outcome.status.code(),
-        Some(2),
-        "stderr:\n{}",
-        outcome.stderr
-    );
-    assert!(
-        outcome.stderr.contains("--request-timeout") && outcome.stderr.contains("banana"),
-        "the message does not name the flag and value:\n{}",
-        outcome.stderr
-    );
-    assert!(
-        outcome.stderr.contains("100us, 250ms or 5s"),
-        "the message does not show the expected notation:\n{}",
-        outcome.stderr
-    );
-    assert_no_crash(&outcome);
 }
 
 #[test]
-fn unknown_flag_exits_2() {
-    let outcome = run_to_exit(&["serve", "--no-such-flag", "whatever.wasm"], EXIT_TIMEOUT);
-    assert_eq!(
-        outcome.status.code(),
-        Some(2),
-        "stderr:\n{}",
-        outcome.stderr
+fn unknown_flag_exits_2_naming_it() {
+    assert_usage_error(
+        &["serve", "--no-such-flag", "whatever.wasm"],
+        &["--no-such-flag"],
     );
-    assert!(
-        outcome.stderr.contains("--no-such-flag"),
-        "{}",
-        outcome.stderr
-    );
-    assert_no_crash(&outcome);
 }

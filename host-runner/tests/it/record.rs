@@ -126,10 +126,11 @@ fn a_fifo_a_device_or_a_directory_is_refused_by_every_path_option_in_one_line() 
     }
 }
 
-/// Records `requests` on `guest` served with -Skeyvalue, then checks the
-/// recording with -Skeyvalue.
-fn record_and_check(guest: &str, name: &str, requests: &[(&str, &str, &str)]) -> (i32, String) {
-    let file = fresh_file(name);
+/// Records `requests` (method, path, body) on `guest` served with
+/// -Skeyvalue, then checks the recording with -Skeyvalue and expects exit
+/// code `code`; returns the report.
+fn record_and_check(guest: &str, requests: &[(&str, &str, &str)], code: i32) -> String {
+    let file = fresh_file(&format!("{guest}.jsonl"));
     let server = RunningServer::start(&guest_wasm(guest), &["-Skeyvalue", "--record", &file]);
     let mut connection = server.connect();
     for (method, path, body) in requests {
@@ -155,14 +156,20 @@ fn record_and_check(guest: &str, name: &str, requests: &[(&str, &str, &str)]) ->
         ],
         EXIT_TIMEOUT,
     );
-    (outcome.status.code().unwrap_or(-1), outcome.stdout)
+    assert_eq!(
+        outcome.status.code(),
+        Some(code),
+        "{}{}",
+        outcome.stdout,
+        outcome.stderr
+    );
+    outcome.stdout
 }
 
 #[test]
 fn check_with_keyvalue_passes_kv_notes_on_its_recorded_traffic() {
-    let (code, report) = record_and_check(
+    let report = record_and_check(
         "kv_notes_p3",
-        "kv-notes.jsonl",
         &[
             ("POST", "/notes", "buy milk"),
             ("POST", "/notes", "call bob"),
@@ -171,24 +178,23 @@ fn check_with_keyvalue_passes_kv_notes_on_its_recorded_traffic() {
             ("DELETE", "/notes/2", ""),
             ("GET", "/notes", ""),
         ],
+        0,
     );
-    assert_eq!(code, 0, "{report}");
     assert!(report.contains("PASS: "), "{report}");
 }
 
 #[test]
 fn check_with_keyvalue_fails_an_instance_that_answers_from_a_stale_copy_of_kv_data() {
-    let (code, report) = record_and_check(
+    let report = record_and_check(
         "kv_cache_p3",
-        "kv-cache.jsonl",
         &[
             ("PUT", "/items/a", "one"),
             ("GET", "/items/a", ""),
             ("PUT", "/items/a", "two"),
             ("GET", "/items/a", ""),
         ],
+        1,
     );
-    assert_eq!(code, 1, "{report}");
     assert!(
         report.contains("body: fresh \"two\", reused \"one\""),
         "{report}"

@@ -179,49 +179,56 @@ fn max_memory_replaces_an_instance_that_grew_past_its_limit() {
     assert_eq!(next.instance_request(), Some(1));
 }
 
+/// Sends `path`, and while it is in flight (from half a second in) six
+/// more requests, three at a time; returns its response and theirs.
+fn meanwhile(server: &RunningServer, path: &str) -> (HttpResponse, Vec<HttpResponse>) {
+    thread::scope(|scope| {
+        let first = scope.spawn(|| server.get(path));
+        thread::sleep(Duration::from_millis(500));
+        let others = fan_out(server, 3, 2, "/");
+        (first.join().unwrap(), others)
+    })
+}
+
+/// Asserts that none of `responses` came from instance `busy`.
+fn assert_none_served_by<'a>(
+    responses: impl IntoIterator<Item = &'a HttpResponse>,
+    busy: u64,
+    why: &str,
+) {
+    for response in responses {
+        assert_ne!(instance(response), busy, "{why}");
+    }
+}
+
 #[test]
 fn retire_lets_in_flight_requests_finish_and_takes_no_new_ones() {
     let server = serve("retire_p3");
-    let (retired, others) = thread::scope(|scope| {
-        // A request that retires its instance, then stays in flight a while...
-        let retiring = scope.spawn(|| server.get("/?retire=1&ms=1500"));
-        thread::sleep(Duration::from_millis(500));
-        // ...while new requests arrive.
-        let others = fan_out(&server, 3, 2, "/");
-        (retiring.join().unwrap(), others)
-    });
+    // A request that retires its instance, then stays in flight a while,
+    // while new requests arrive.
+    let (retired, others) = meanwhile(&server, "/?retire=1&ms=1500");
     assert_eq!(
         (retired.status, retired.text().as_str()),
         (200, "done; this instance takes no new requests\n")
     );
-    let retired_instance = instance(&retired);
-    for response in others.iter().chain(&fan_out(&server, 2, 3, "/")) {
-        assert_ne!(
-            instance(response),
-            retired_instance,
-            "a retired instance takes no new request"
-        );
-    }
+    assert_none_served_by(
+        others.iter().chain(&fan_out(&server, 2, 3, "/")),
+        instance(&retired),
+        "a retired instance takes no new request",
+    );
 }
 
 #[test]
 fn a_held_backpressure_guard_sends_new_requests_to_another_instance() {
     let server = serve("backpressure_p3");
-    let (holder, during) = thread::scope(|scope| {
-        let holder = scope.spawn(|| server.get("/?hold_ms=1500"));
-        thread::sleep(Duration::from_millis(500));
-        let during = fan_out(&server, 3, 2, "/");
-        (holder.join().unwrap(), during)
-    });
+    let (holder, during) = meanwhile(&server, "/?hold_ms=1500");
     assert_eq!(
         (holder.status, holder.text().as_str()),
         (200, "held the instance for 1500 ms\n")
     );
-    for response in &during {
-        assert_ne!(
-            instance(response),
-            instance(&holder),
-            "no new request on a quiet instance"
-        );
-    }
+    assert_none_served_by(
+        &during,
+        instance(&holder),
+        "no new request on a quiet instance",
+    );
 }

@@ -9,7 +9,7 @@
 use std::thread;
 use std::time::Duration;
 
-use crate::common::{HttpResponse, RunningServer, guest_wasm};
+use crate::common::{HttpResponse, Metrics, RunningServer, guest_wasm};
 
 /// Long enough that a request still in flight at the end of a test was
 /// clearly never going to finish on its own; the server is killed first.
@@ -41,53 +41,46 @@ fn occupy_one_instance(server: &RunningServer) -> crate::common::HttpConnection 
     connection
 }
 
-#[test]
-fn over_max_concurrent_requests_gets_503_with_retry_after_after_a_short_wait() {
-    let server = RunningServer::start(
-        &guest_wasm("faults_p3"),
-        &[
-            "--max-concurrent-requests=1",
-            "--request-queue-timeout=50ms",
-            "--metrics-addr=127.0.0.1:0",
-        ],
-    );
+/// Serves faults-p3 with `flags` and one request held in its one
+/// instance, then expects the next request refused: a one-line 503 saying
+/// `body`, with `Retry-After: 1`, counted under `outcome`. Returns the
+/// metrics after it.
+fn assert_busy_server_answers_503(flags: &[&str], body: &str, outcome: &str) -> Metrics {
+    let flags = [flags, &["--metrics-addr=127.0.0.1:0"]].concat();
+    let server = RunningServer::start(&guest_wasm("faults_p3"), &flags);
     let _busy = occupy_one_instance(&server);
     let refused = server.get("/");
-    assert_one_line(
-        &refused,
-        503,
-        "server overloaded: all 1 request slots are in use; retry later\n",
-    );
+    assert_one_line(&refused, 503, body);
     assert_eq!(refused.header("retry-after"), Some("1"));
     let metrics = server.metrics();
     assert_eq!(
-        metrics.count("reprise_requests_total{outcome=\"overload\"}"),
+        metrics.count(&format!("reprise_requests_total{{outcome=\"{outcome}\"}}")),
         1
+    );
+    metrics
+}
+
+#[test]
+fn over_max_concurrent_requests_gets_503_with_retry_after_after_a_short_wait() {
+    assert_busy_server_answers_503(
+        &[
+            "--max-concurrent-requests=1",
+            "--request-queue-timeout=50ms",
+        ],
+        "server overloaded: all 1 request slots are in use; retry later\n",
+        "overload",
     );
 }
 
 #[test]
 fn a_request_that_needs_an_instance_beyond_max_instances_gets_503_with_retry_after() {
-    let server = RunningServer::start(
-        &guest_wasm("faults_p3"),
+    let metrics = assert_busy_server_answers_503(
         &[
             "--max-instances=1",
             "--max-instance-concurrent-reuse-count=1",
-            "--metrics-addr=127.0.0.1:0",
         ],
-    );
-    let _busy = occupy_one_instance(&server);
-    let refused = server.get("/");
-    assert_one_line(
-        &refused,
-        503,
         "no component instance available: all instances are busy; retry later\n",
-    );
-    assert_eq!(refused.header("retry-after"), Some("1"));
-    let metrics = server.metrics();
-    assert_eq!(
-        metrics.count("reprise_requests_total{outcome=\"instantiation\"}"),
-        1
+        "instantiation",
     );
     assert_eq!(metrics.count("reprise_instances_created_total"), 1);
 }

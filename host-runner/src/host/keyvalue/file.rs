@@ -17,7 +17,6 @@
 //! file (a lock file beside it says so); Redis is the store to share. This
 //! module does not compact the file or expire keys.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -25,7 +24,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::{Backend, Budget, Error, Quota, create_parent, failed, next_counter};
+use super::{
+    Backend, Budget, Error, KeyResponse, Quota, create_parent, failed, next_counter, page,
+};
 
 /// Reader connections kept for reuse; more are opened when needed and
 /// closed when returned past this many.
@@ -204,26 +205,18 @@ impl Backend for FileStore {
     fn set_many(&self, entries: Vec<(String, Vec<u8>)>, quota: &Quota) -> Result<(), Error> {
         let mut writer = self.writer();
         let writer = &mut *writer;
-        let (mut bytes, mut keys) = (writer.bytes, writer.keys);
         let transaction = writer
             .connection
             .transaction()
             .map_err(|e| failed("write", e))?;
-        let mut seen: HashMap<&str, u64> = HashMap::new();
-        for (key, value) in &entries {
-            let old = match seen.get(key.as_str()) {
-                Some(old) => Some(*old),
-                None => stored_cost(&transaction, key).map_err(|e| failed("write", e))?,
-            };
-            match old {
-                Some(old) => bytes -= old,
-                None => keys += 1,
-            }
-            let new = cost(key, value);
-            bytes += new;
-            seen.insert(key, new);
-        }
-        quota.admit(bytes, keys)?;
+        let (bytes, keys) = quota.admit_writes(
+            (writer.bytes, writer.keys),
+            entries
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_slice())),
+            cost,
+            |key| stored_cost(&transaction, key).map_err(|e| failed("write", e)),
+        )?;
         for (key, value) in &entries {
             transaction
                 .execute(
@@ -279,32 +272,16 @@ impl Backend for FileStore {
         cursor: u64,
         limit: usize,
         budget: &mut Budget,
-    ) -> Result<(Vec<String>, Option<u64>), Error> {
-        let mut refused = None;
-        let page = self.read(|connection| {
+    ) -> Result<KeyResponse, Error> {
+        self.read(|connection| {
             let mut statement = connection.prepare_cached(
                 "SELECT position, key FROM kv WHERE position >= ?1 ORDER BY position LIMIT ?2",
             )?;
-            let mut rows = statement.query(params![cursor as i64, limit as i64 + 1])?;
-            let mut keys = Vec::new();
-            while let Some(row) = rows.next()? {
-                let position: i64 = row.get(0)?;
-                let key: String = row.get(1)?;
-                if keys.len() == limit || (!keys.is_empty() && !budget.fits(key.len() as u64)) {
-                    return Ok((keys, Some(position as u64)));
-                }
-                if let Err(e) = budget.take(&key, key.len() as u64) {
-                    refused = Some(e);
-                    break;
-                }
-                keys.push(key);
-            }
-            Ok((keys, None))
-        })?;
-        match refused {
-            Some(e) => Err(e),
-            None => Ok(page),
-        }
+            let rows = statement.query_map(params![cursor as i64, limit as i64 + 1], |row| {
+                Ok((row.get::<_, i64>(0)? as u64, row.get::<_, String>(1)?))
+            })?;
+            page(rows, limit, budget)
+        })?
     }
 
     fn increment(&self, key: &str, delta: u64, quota: &Quota) -> Result<u64, Error> {
@@ -322,14 +299,12 @@ impl Backend for FileStore {
             .map_err(|e| failed("read", e))?;
         let next = next_counter(key, old.as_deref(), delta)?;
         let value = next.to_string();
-        let (bytes, keys) = match &old {
-            Some(old) => (
-                writer.bytes - cost(key, old) + cost(key, value.as_bytes()),
-                writer.keys,
-            ),
-            None => (writer.bytes + cost(key, value.as_bytes()), writer.keys + 1),
-        };
-        quota.admit(bytes, keys)?;
+        let (bytes, keys) = quota.admit_writes(
+            (writer.bytes, writer.keys),
+            [(key, value.as_bytes())],
+            cost,
+            |_| Ok(old.as_deref().map(|old| cost(key, old))),
+        )?;
         transaction
             .execute(
                 "INSERT INTO kv (key, value) VALUES (?1, ?2)

@@ -8,9 +8,10 @@
 //! the shared key. This module does not persist anything.
 
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{Backend, Budget, Error, Quota, next_counter};
+use super::{Backend, Budget, Error, KeyResponse, Quota, next_counter, page};
 
 /// What one entry costs the host beyond its key and value bytes: a hash
 /// slot, an index slot, two `Arc` headers and allocator rounding.
@@ -114,25 +115,14 @@ impl Backend for MemoryStore {
 
     fn set_many(&self, entries: Vec<(String, Vec<u8>)>, quota: &Quota) -> Result<(), Error> {
         let mut guard = self.write();
-        // What the store would hold after the whole batch, counted before
-        // anything is written, so a refused batch writes nothing.
-        let (mut bytes, mut keys) = (guard.bytes, guard.entries.len() as u64);
-        let mut seen: HashMap<&str, u64> = HashMap::new();
-        for (key, value) in &entries {
-            let old = match seen.get(key.as_str()) {
-                Some(old) => Some(*old),
-                None => guard.entries.get(key.as_str()).map(|e| cost(key, &e.value)),
-            };
-            match old {
-                Some(old) => bytes -= old,
-                None => keys += 1,
-            }
-            let new = cost(key, value);
-            bytes += new;
-            seen.insert(key, new);
-        }
-        quota.admit(bytes, keys)?;
-        drop(seen);
+        quota.admit_writes(
+            (guard.bytes, guard.entries.len() as u64),
+            entries
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_slice())),
+            cost,
+            |key| Ok(guard.entries.get(key).map(|e| cost(key, &e.value))),
+        )?;
         let data = Arc::make_mut(&mut guard);
         for (key, value) in entries {
             data.insert(key, value);
@@ -158,17 +148,15 @@ impl Backend for MemoryStore {
         cursor: u64,
         limit: usize,
         budget: &mut Budget,
-    ) -> Result<(Vec<String>, Option<u64>), Error> {
+    ) -> Result<KeyResponse, Error> {
         let data = self.read();
-        let mut keys = Vec::new();
-        for (&position, key) in data.order.range(cursor..) {
-            if keys.len() == limit || (!keys.is_empty() && !budget.fits(key.len() as u64)) {
-                return Ok((keys, Some(position)));
-            }
-            budget.take(key, key.len() as u64)?;
-            keys.push(key.to_string());
-        }
-        Ok((keys, None))
+        let keys = data.order.range(cursor..);
+        let Ok(page) = page(
+            keys.map(|(&position, key)| Ok::<_, Infallible>((position, key))),
+            limit,
+            budget,
+        );
+        page
     }
 
     fn increment(&self, key: &str, delta: u64, quota: &Quota) -> Result<u64, Error> {
@@ -176,14 +164,12 @@ impl Backend for MemoryStore {
         let old = guard.entries.get(key).map(|e| e.value.clone());
         let next = next_counter(key, old.as_deref(), delta)?;
         let value = next.to_string().into_bytes();
-        let (bytes, keys) = match &old {
-            Some(old) => (
-                guard.bytes - cost(key, old) + cost(key, &value),
-                guard.entries.len(),
-            ),
-            None => (guard.bytes + cost(key, &value), guard.entries.len() + 1),
-        };
-        quota.admit(bytes, keys as u64)?;
+        quota.admit_writes(
+            (guard.bytes, guard.entries.len() as u64),
+            [(key, value.as_slice())],
+            cost,
+            |_| Ok(old.as_deref().map(|old| cost(key, old))),
+        )?;
         Arc::make_mut(&mut guard).insert(key.to_owned(), value);
         Ok(next)
     }

@@ -30,9 +30,9 @@ use std::path::{Path, PathBuf};
 use wasmtime::component::{HasData, Linker, Resource};
 
 use crate::options::WasiOptions;
-use crate::units::HumanSize;
 
 mod file;
+mod limits;
 mod memory;
 mod redis;
 
@@ -48,7 +48,12 @@ mod bindings {
 
 use bindings::wasi::keyvalue::{atomics, batch, store};
 
+use store::KeyResponse;
+
+pub(crate) use limits::{Budget, Quota};
 pub(crate) use store::Error;
+
+use limits::{Shortened, page};
 
 /// Default for `-Skeyvalue-max-bytes`.
 pub(crate) const DEFAULT_MAX_BYTES: u64 = 256 << 20;
@@ -86,7 +91,7 @@ trait Backend: Send + Sync {
         cursor: u64,
         limit: usize,
         budget: &mut Budget,
-    ) -> Result<(Vec<String>, Option<u64>), Error>;
+    ) -> Result<KeyResponse, Error>;
     /// Adds `delta` to the counter at `key`, atomically.
     fn increment(&self, key: &str, delta: u64, quota: &Quota) -> Result<u64, Error>;
     /// Puts the contents back to `seed` alone, if the backend keeps them
@@ -182,108 +187,6 @@ impl std::fmt::Display for Location {
                 ),
                 None => f.write_str("in Redis (shared with every host-runner given its URL)"),
             },
-        }
-    }
-}
-
-/// How much a store may hold: bytes of keys and values (plus, in memory,
-/// what each entry costs the host beyond them) and keys.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Quota {
-    pub(crate) max_bytes: u64,
-    pub(crate) max_keys: u64,
-}
-
-impl Quota {
-    pub(crate) fn from_options(wasi: &WasiOptions) -> Self {
-        Self {
-            max_bytes: wasi.keyvalue_max_bytes.unwrap_or(DEFAULT_MAX_BYTES),
-            max_keys: wasi.keyvalue_max_keys.unwrap_or(DEFAULT_MAX_KEYS),
-        }
-    }
-
-    /// Refuses a write that would leave the store with `bytes` and `keys`
-    /// past the quota.
-    fn admit(&self, bytes: u64, keys: u64) -> Result<(), Error> {
-        if bytes > self.max_bytes || keys > self.max_keys {
-            return Err(Error::Other(format!(
-                "the key-value store is full (it may hold {} in {} keys); delete keys before writing more, or raise -Skeyvalue-max-bytes / -Skeyvalue-max-keys",
-                HumanSize(self.max_bytes),
-                self.max_keys
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// Bytes one call may still copy out of the store: the room left in the
-/// calling instance's memory, which the result has to fit in anyway. A
-/// backend takes from it before it copies a value, so a call asking for
-/// more than the guest could hold fails instead of growing the host.
-pub(crate) struct Budget {
-    left: u64,
-}
-
-impl Budget {
-    pub(crate) fn new(bytes: u64) -> Self {
-        Self { left: bytes }
-    }
-
-    /// Takes `bytes` for `key`, or refuses with an error the guest sees.
-    fn take(&mut self, key: &str, bytes: u64) -> Result<(), Error> {
-        self.take_for(format_args!("`{}`", Shortened(key)), bytes)
-    }
-
-    /// Takes `bytes` for the values of `keys`.
-    fn take_values(&mut self, keys: &[String], bytes: u64) -> Result<(), Error> {
-        match keys {
-            [key] => self.take(key, bytes),
-            _ => self.take_for(format_args!("{} values", keys.len()), bytes),
-        }
-    }
-
-    fn take_for(&mut self, what: std::fmt::Arguments<'_>, bytes: u64) -> Result<(), Error> {
-        if bytes > self.left {
-            return Err(Error::Other(format!(
-                "reading {what} ({}) would copy more than this call may ({} left, the room in the instance's memory); read fewer or smaller values at once",
-                Rounded(bytes),
-                Rounded(self.left)
-            )));
-        }
-        self.left -= bytes;
-        Ok(())
-    }
-
-    /// Whether `bytes` more would fit, without taking them.
-    fn fits(&self, bytes: u64) -> bool {
-        bytes <= self.left
-    }
-}
-
-/// A size as a person reads it: `254.9MiB`, not `267321320B` (the room
-/// left in an instance is rarely a round number).
-struct Rounded(u64);
-
-impl std::fmt::Display for Rounded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match [("GiB", 30), ("MiB", 20), ("KiB", 10)]
-            .into_iter()
-            .find(|(_, shift)| self.0 >= 1 << shift)
-        {
-            Some((unit, shift)) => write!(f, "{:.1}{unit}", self.0 as f64 / (1u64 << shift) as f64),
-            None => write!(f, "{}B", self.0),
-        }
-    }
-}
-
-/// A key as an error message names it: at most 64 characters of it.
-struct Shortened<'a>(&'a str);
-
-impl std::fmt::Display for Shortened<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0.char_indices().nth(64) {
-            Some((end, _)) => write!(f, "{}…", &self.0[..end]),
-            None => f.write_str(self.0),
         }
     }
 }
@@ -392,12 +295,11 @@ impl store::HostBucket for KeyValueView<'_> {
         _: Resource<Bucket>,
         cursor: Option<u64>,
     ) -> Result<store::KeyResponse, Error> {
-        let (keys, cursor) = self.backend().list_keys(
+        self.backend().list_keys(
             cursor.unwrap_or(0),
             KEYS_PER_PAGE,
             &mut Budget::new(self.budget),
-        )?;
-        Ok(store::KeyResponse { keys, cursor })
+        )
     }
 
     fn drop(&mut self, _: Resource<Bucket>) -> wasmtime::Result<()> {

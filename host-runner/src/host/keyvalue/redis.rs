@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use redis::{Client, Connection, ErrorKind, RedisError, Value};
 
-use super::{Backend, Budget, Error, Quota, failed};
+use super::{Backend, Budget, Error, KeyResponse, Quota, failed};
 
 /// How long a connection attempt or one command may take before the guest
 /// gets an error (the call runs on a serving thread).
@@ -244,7 +244,7 @@ impl Backend for RedisStore {
         cursor: u64,
         limit: usize,
         budget: &mut Budget,
-    ) -> Result<(Vec<String>, Option<u64>), Error> {
+    ) -> Result<KeyResponse, Error> {
         let (next, keys): (u64, Vec<String>) = self
             .run(|c| {
                 redis::cmd("SCAN")
@@ -257,7 +257,10 @@ impl Backend for RedisStore {
         for key in &keys {
             budget.take(key, key.len() as u64)?;
         }
-        Ok((keys, (next != 0).then_some(next)))
+        Ok(KeyResponse {
+            keys,
+            cursor: (next != 0).then_some(next),
+        })
     }
 
     fn increment(&self, key: &str, delta: u64, quota: &Quota) -> Result<u64, Error> {
