@@ -64,19 +64,36 @@ pub(super) fn build_request(
     headers: Vec<(String, Vec<u8>)>,
     body: crate::Body,
 ) -> Result<crate::Request, InvalidRequest> {
-    // The host's `String` becomes the URI's storage as it is, uncopied.
-    let mut uri = match path_with_query {
-        Some(path) => http::Uri::builder().path_and_query(path),
-        None => http::Uri::builder().path_and_query("/"),
-    };
-    if let Some(authority) = authority.filter(|a| !a.is_empty()) {
-        uri = uri.scheme(scheme.unwrap_or("http")).authority(authority);
-    }
     let mut request = http::Request::new(body);
     *request.method_mut() = method;
-    *request.uri_mut() = uri.build().map_err(|_| InvalidRequest::Uri)?;
+    *request.uri_mut() = uri(scheme, authority, path_with_query).ok_or(InvalidRequest::Uri)?;
     append_fields(request.headers_mut(), headers).map_err(|_| InvalidRequest::Header)?;
     Ok(request)
+}
+
+/// The request's URI from the host's parts: the path alone, or (with an
+/// authority) an absolute URI. Assembled from `Parts` rather than with a
+/// `Builder`, whose steps each re-wrap the parts so far; the host's `String`s
+/// become the URI's storage as they are, uncopied.
+fn uri(
+    scheme: Option<&str>,
+    authority: Option<String>,
+    path_with_query: Option<String>,
+) -> Option<http::Uri> {
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(match path_with_query {
+        Some(path) => http::uri::PathAndQuery::try_from(path).ok()?,
+        None => http::uri::PathAndQuery::from_static("/"),
+    });
+    if let Some(authority) = authority.filter(|a| !a.is_empty()) {
+        parts.scheme = Some(match scheme {
+            None | Some("http") => http::uri::Scheme::HTTP,
+            Some("https") => http::uri::Scheme::HTTPS,
+            Some(other) => other.parse().ok()?,
+        });
+        parts.authority = Some(http::uri::Authority::try_from(authority).ok()?);
+    }
+    http::Uri::from_parts(parts).ok()
 }
 
 /// Headers that describe one connection rather than the message, plus
@@ -97,11 +114,14 @@ const CONNECTION_HEADERS: [&str; 10] = [
 
 /// Headers (or trailers) as WASI fields, without connection headers.
 pub(super) fn fields(headers: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
+    wasi_fields(headers).collect()
+}
+
+fn wasi_fields(headers: &http::HeaderMap) -> impl Iterator<Item = (String, Vec<u8>)> {
     headers
         .iter()
         .filter(|(name, _)| !CONNECTION_HEADERS.contains(&name.as_str()))
         .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect()
 }
 
 /// A response's or an outgoing request's headers as WASI fields, with a
@@ -111,13 +131,30 @@ pub(super) fn response_fields(
     headers: &http::HeaderMap,
     body: &crate::Body,
 ) -> Vec<(String, Vec<u8>)> {
-    let mut fields = fields(headers);
-    if let Some(length) = http_body::Body::size_hint(body).exact()
-        && !headers.contains_key(http::header::CONTENT_LENGTH)
-    {
-        fields.push(("content-length".into(), length.to_string().into_bytes()));
+    let length = http_body::Body::size_hint(body)
+        .exact()
+        .filter(|_| !headers.contains_key(http::header::CONTENT_LENGTH));
+    let mut fields = Vec::with_capacity(headers.len() + usize::from(length.is_some()));
+    fields.extend(wasi_fields(headers));
+    if let Some(length) = length {
+        fields.push(("content-length".into(), decimal(length)));
     }
     fields
+}
+
+/// `n` in decimal ASCII, without the formatting machinery `to_string` runs.
+fn decimal(mut n: u64) -> Vec<u8> {
+    let mut digits = [0; 20]; // u64::MAX has 20
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[start..].to_vec()
 }
 
 /// The `http` response for an outgoing call's answer.
@@ -300,6 +337,36 @@ mod tests {
             .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(&value)))
             .collect();
         assert_eq!(names, ["x-kept: yes", "content-length: 5"]);
+    }
+
+    #[test]
+    fn a_content_length_is_the_decimal_size() {
+        for n in [0, 7, 10, 4096, u64::MAX] {
+            assert_eq!(decimal(n), n.to_string().into_bytes());
+        }
+    }
+
+    #[test]
+    fn a_request_uri_is_its_path_or_with_an_authority_an_absolute_uri() {
+        let uri = |scheme, authority: Option<&str>, path: Option<&str>| {
+            uri(scheme, authority.map(Into::into), path.map(Into::into)).map(|uri| uri.to_string())
+        };
+        assert_eq!(uri(None, None, None).as_deref(), Some("/"));
+        assert_eq!(uri(None, Some(""), Some("/a?b")).as_deref(), Some("/a?b"));
+        assert_eq!(
+            uri(None, Some("h:1"), Some("/a")).as_deref(),
+            Some("http://h:1/a")
+        );
+        assert_eq!(
+            uri(Some("https"), Some("h"), None).as_deref(),
+            Some("https://h/")
+        );
+        assert_eq!(
+            uri(Some("ws"), Some("h"), Some("/")).as_deref(),
+            Some("ws://h/")
+        );
+        assert_eq!(uri(None, Some("bad host"), None), None);
+        assert_eq!(uri(None, None, Some("/a b")), None);
     }
 
     #[test]
