@@ -219,11 +219,14 @@ impl Scope {
                 return crate::instance::refused();
             }
             crate::error::negotiate(&request);
-            match crate::deadline::within(deadline, handler.serve(request)).await {
+            // Without a deadline, no timer to wrap the handler's future in
+            // (and no move of it into one).
+            let Some(deadline) = deadline else {
+                return handler.serve(request).await;
+            };
+            match crate::deadline::within(Some(deadline), handler.serve(request)).await {
                 Ok(response) => response,
-                Err(_) => crate::deadline::missed(deadline.map_or(Duration::ZERO, |deadline| {
-                    deadline.saturating_duration_since(started)
-                })),
+                Err(_) => crate::deadline::missed(deadline.saturating_duration_since(started)),
             }
         })
     }
