@@ -19,7 +19,7 @@ pub fn handle<H: Serve, const RETIRES: bool>(
 ) {
     let handler =
         crate::instance::handler(make, policy, || crate::runtime::install(&P2::<RETIRES>));
-    executor::run(async move {
+    executor::run(move || async move {
         let (request, id) = match conv::into_http(request) {
             Ok(converted) => converted,
             Err(code) => return ResponseOutparam::set(out, Err(code)),

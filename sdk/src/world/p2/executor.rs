@@ -50,11 +50,12 @@ pub(super) fn spawn(task: LocalFuture) {
     RUNNABLE.with_borrow_mut(|runnable| runnable.push_back(id));
 }
 
-/// Runs `main` and everything it spawns to completion.
-pub(super) fn run(main: impl Future<Output = ()>) {
-    // Polled in place: one box and one move of the request's largest
-    // future fewer per call.
-    let mut main = std::pin::pin!(main);
+/// Runs the future `main` makes, and everything it spawns, to completion.
+///
+/// Made here rather than passed in, and polled where it lies rather than
+/// boxed: the request's largest future is then never moved.
+pub(super) fn run<F: Future<Output = ()>>(main: impl FnOnce() -> F) {
+    let mut main = std::pin::pin!(main());
     let mut main_done = false;
     LIVE.set(LIVE.get() + 1);
     RUNNABLE.with_borrow_mut(|runnable| runnable.push_back(MAIN));
