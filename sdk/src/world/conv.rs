@@ -46,9 +46,17 @@ fn append_fields(
     map: &mut http::HeaderMap,
     fields: Vec<(String, Vec<u8>)>,
 ) -> Result<(), InvalidField> {
+    // Not one of `http`'s standard names, so made from the host's string it
+    // would be copied into an allocation of its own; yet hosts and proxies
+    // add it to nearly every request (reprise reads it, see `request_id`).
+    static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
     map.reserve(fields.len());
     for (name, value) in fields {
-        let name = http::HeaderName::try_from(name).map_err(|_| InvalidField)?;
+        let name = if name == X_REQUEST_ID.as_str() {
+            X_REQUEST_ID.clone()
+        } else {
+            http::HeaderName::try_from(name).map_err(|_| InvalidField)?
+        };
         let value = http::HeaderValue::try_from(value).map_err(|_| InvalidField)?;
         map.append(name, value);
     }
@@ -337,6 +345,26 @@ mod tests {
             .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(&value)))
             .collect();
         assert_eq!(names, ["x-kept: yes", "content-length: 5"]);
+    }
+
+    #[test]
+    fn a_request_keeps_its_headers_in_order_whatever_their_case() {
+        let fields = [("x-request-id", "a"), ("host", "h"), ("X-Request-Id", "b")]
+            .map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec()));
+        let request = build_request(
+            http::Method::GET,
+            None,
+            None,
+            None,
+            fields.to_vec(),
+            crate::Body::empty(),
+        );
+        let Ok(request) = request else {
+            panic!("valid fields")
+        };
+        let ids: Vec<_> = request.headers().get_all("x-request-id").iter().collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(request.headers()["host"], "h");
     }
 
     #[test]
