@@ -36,10 +36,24 @@ pub(super) fn into_http(
         authority,
         path,
         headers,
-        Body::from_source(IncomingBody::Unread(move || request.consume()), hint),
+        Body::unread(request.take_handle(), hint, open_body, discard_body),
     )
     .map_err(error_code)?;
     Ok((request, id))
+}
+
+/// The body of the incoming request `handle`, as a stream: its first read.
+fn open_body(handle: u32, hint: http_body::SizeHint) -> Body {
+    // SAFETY: `into_http` took the handle from its owner, and the body
+    // opens it once (or discards it), so this is its only owner.
+    let request = unsafe { IncomingRequest::from_handle(handle) };
+    Body::from_source(IncomingBody::Unread(move || request.consume()), hint)
+}
+
+/// Drops the incoming request `handle` whose body was never read.
+fn discard_body(handle: u32) {
+    // SAFETY: as for `open_body`.
+    drop(unsafe { IncomingRequest::from_handle(handle) });
 }
 
 fn method(method: Method) -> Result<http::Method, InvalidRequest> {
