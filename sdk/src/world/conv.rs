@@ -9,6 +9,7 @@
 //! [`method_from_wasi!`], [`method_to_wasi!`] and [`client_error!`].
 
 use crate::client::{self, ErrorKind};
+use std::cell::Cell;
 use std::time::Duration;
 
 /// The request's id as the client or a proxy sent it (`x-request-id`, if it
@@ -132,26 +133,48 @@ fn wasi_fields(headers: &http::HeaderMap) -> impl Iterator<Item = (String, Vec<u
         .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
 }
 
-/// A response's or an outgoing request's headers as WASI fields, with a
-/// `content-length` added when the body's exact size is known (a whole body, or a stream such as an axum
-/// response that knows its size), so the host need not fall back to chunking.
-pub(super) fn response_fields(
+/// Calls `f` with a response's or an outgoing request's headers as WASI
+/// fields, with a `content-length` added when the body's exact size is
+/// known (a whole body, or a stream such as an axum response that knows its
+/// size), so the host need not fall back to chunking.
+///
+/// The list, and the added `content-length` field, are kept from call to
+/// call on the instance's one thread: a response with no headers of its
+/// own then allocates nothing here.
+pub(super) fn with_response_fields<R>(
     headers: &http::HeaderMap,
     body: &crate::Body,
-) -> Vec<(String, Vec<u8>)> {
+    f: impl FnOnce(&[(String, Vec<u8>)]) -> R,
+) -> R {
+    thread_local! {
+        static LIST: Cell<Vec<(String, Vec<u8>)>> = const { Cell::new(Vec::new()) };
+        static LENGTH: Cell<Option<(String, Vec<u8>)>> = const { Cell::new(None) };
+    }
     let length = http_body::Body::size_hint(body)
         .exact()
         .filter(|_| !headers.contains_key(http::header::CONTENT_LENGTH));
-    let mut fields = Vec::with_capacity(headers.len() + usize::from(length.is_some()));
-    fields.extend(wasi_fields(headers));
+    let mut list = LIST.take();
+    list.extend(wasi_fields(headers));
     if let Some(length) = length {
-        fields.push(("content-length".into(), decimal(length)));
+        let (name, mut value) = LENGTH
+            .take()
+            .unwrap_or_else(|| ("content-length".into(), Vec::new()));
+        value.clear();
+        decimal(length, &mut value);
+        list.push((name, value));
     }
-    fields
+    let result = f(&list);
+    if length.is_some() {
+        LENGTH.set(list.pop());
+    }
+    list.clear();
+    LIST.set(list);
+    result
 }
 
-/// `n` in decimal ASCII, without the formatting machinery `to_string` runs.
-fn decimal(mut n: u64) -> Vec<u8> {
+/// Appends `n` in decimal ASCII to `out`, without the formatting machinery
+/// (and the allocation) of `to_string`.
+fn decimal(mut n: u64, out: &mut Vec<u8>) {
     let mut digits = [0; 20]; // u64::MAX has 20
     let mut start = digits.len();
     loop {
@@ -162,7 +185,7 @@ fn decimal(mut n: u64) -> Vec<u8> {
             break;
         }
     }
-    digits[start..].to_vec()
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// The `http` response for an outgoing call's answer.
@@ -340,11 +363,24 @@ mod tests {
         ] {
             headers.insert(name, http::HeaderValue::from_static(value));
         }
-        let names: Vec<_> = response_fields(&headers, &crate::Body::from("hello"))
-            .into_iter()
-            .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(&value)))
-            .collect();
-        assert_eq!(names, ["x-kept: yes", "content-length: 5"]);
+        let names = |body: &crate::Body| {
+            with_response_fields(&headers, body, |fields| {
+                fields
+                    .iter()
+                    .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(value)))
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            names(&crate::Body::from("hello")),
+            ["x-kept: yes", "content-length: 5"]
+        );
+        // The kept list and field carry nothing over to the next call.
+        assert_eq!(
+            names(&crate::Body::from("hi")),
+            ["x-kept: yes", "content-length: 2"]
+        );
+        assert_eq!(names(&crate::Body::channel().1), ["x-kept: yes"]);
     }
 
     #[test]
@@ -370,7 +406,9 @@ mod tests {
     #[test]
     fn a_content_length_is_the_decimal_size() {
         for n in [0, 7, 10, 4096, u64::MAX] {
-            assert_eq!(decimal(n), n.to_string().into_bytes());
+            let mut out = b"x".to_vec();
+            decimal(n, &mut out);
+            assert_eq!(out, format!("x{n}").into_bytes());
         }
     }
 

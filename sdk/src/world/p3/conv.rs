@@ -12,8 +12,8 @@ use crate::world::conv::{
     InvalidRequest, build_request, client_error, method_from_wasi, method_to_wasi, request_id,
 };
 pub(super) use crate::world::conv::{
-    Target, announced_size, build_response, fields, invalid_request, nanos, response_fields,
-    trailer_map,
+    Target, announced_size, build_response, fields, invalid_request, nanos, trailer_map,
+    with_response_fields,
 };
 use wasip3::http::types::{ErrorCode, Method, Request, RequestOptions, Scheme};
 
