@@ -152,7 +152,7 @@ pub(super) fn with_response_fields<R>(
     }
     let length = http_body::Body::size_hint(body)
         .exact()
-        .filter(|_| !headers.contains_key(http::header::CONTENT_LENGTH));
+        .filter(|_| headers.is_empty() || !headers.contains_key(http::header::CONTENT_LENGTH));
     let mut list = LIST.take();
     list.extend(wasi_fields(headers));
     if let Some(length) = length {
