@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 /// ```
 #[derive(Clone, Debug)]
 pub struct RequestContext {
-    id: Arc<str>,
+    id: RequestId,
     started: Instant,
     deadline: Option<Instant>,
 }
@@ -55,7 +55,7 @@ impl RequestContext {
     /// sent one, otherwise one generated for it (unique on the instance, and
     /// saying nothing about it).
     pub fn id(&self) -> &str {
-        &self.id
+        self.id.as_str()
     }
 
     /// When the request arrived at this instance.
@@ -85,6 +85,60 @@ impl RequestContext {
     }
 }
 
+/// A request's id. Kept inline when short (the 16 characters reprise and
+/// host-runner make, a UUID): nearly every request arrives with one, and
+/// taking it should cost no allocation.
+#[derive(Clone)]
+pub(crate) struct RequestId(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// Always whole UTF-8: the first `len` bytes of a `&str`.
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_ID],
+    },
+    Shared(Arc<str>),
+}
+
+/// The longest id kept inline; with its length, 40 bytes.
+const INLINE_ID: usize = 39;
+
+impl RequestId {
+    pub(crate) fn new(id: &str) -> RequestId {
+        match u8::try_from(id.len()) {
+            Ok(len) if id.len() <= INLINE_ID => {
+                let mut bytes = [0; INLINE_ID];
+                bytes[..id.len()].copy_from_slice(id.as_bytes());
+                RequestId(Repr::Inline { len, bytes })
+            }
+            _ => RequestId(Repr::Shared(id.into())),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match &self.0 {
+            // SAFETY: `new` copied these bytes whole from a `&str`.
+            Repr::Inline { len, bytes } => unsafe {
+                std::str::from_utf8_unchecked(&bytes[..usize::from(*len)])
+            },
+            Repr::Shared(id) => id,
+        }
+    }
+}
+
+impl From<&str> for RequestId {
+    fn from(id: &str) -> RequestId {
+        RequestId::new(id)
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
 pub(crate) const OUTSIDE: &str = "reprise: request-scoped state used outside a request; it exists only \
      while a handler (or a task it spawned) runs";
 
@@ -96,7 +150,7 @@ struct ScopeInner {
     /// The id the request came with, or one generated from `sequence` the
     /// first time anyone asks: most requests never do, and should not pay
     /// for hashing and formatting one.
-    id: OnceCell<Arc<str>>,
+    id: OnceCell<RequestId>,
     sequence: u64,
     started: Instant,
     deadline: Option<Instant>,
@@ -110,7 +164,7 @@ impl Scope {
     /// Opens a scope and reports the request's start to the instance.
     /// `request_id` is the id the request came with, if any; `limit` is how
     /// long the request may take, from now.
-    pub(crate) fn open(request_id: Option<Arc<str>>, limit: Option<Duration>) -> Scope {
+    pub(crate) fn open(request_id: Option<RequestId>, limit: Option<Duration>) -> Scope {
         let refused = !crate::instance::request_started();
         let id = OnceCell::new();
         if let Some(given) = request_id {
@@ -148,27 +202,33 @@ impl Scope {
     /// Runs the handler for `request` in this scope, within the request's
     /// deadline: past it the handler's future is dropped (cancelling what it
     /// awaits) and the answer is `504`.
-    pub(crate) async fn respond<H: crate::handler::Serve>(
+    ///
+    /// A plain function around one `async` block, not an `async fn`: each
+    /// layer of future would move the request (some 250 bytes) once more.
+    pub(crate) fn respond<H: crate::handler::Serve>(
         &self,
         handler: &'static H,
         request: crate::Request,
-    ) -> crate::Response {
-        if self.0.refused {
-            return crate::instance::refused();
-        }
-        let (deadline, started) = (self.deadline(), self.0.started);
+    ) -> impl Future<Output = crate::Response> + use<H> {
+        let (deadline, started, refused) = (self.deadline(), self.0.started, self.0.refused);
         // All in the scope, the 504 too: errors read the request's
         // preference for JSON from it.
         self.enter(async move {
+            if refused {
+                // Before `negotiate`: a refusal is plain text, as ever.
+                return crate::instance::refused();
+            }
             crate::error::negotiate(&request);
-            match crate::deadline::within(deadline, handler.serve(request)).await {
+            // Without a deadline, no timer to wrap the handler's future in
+            // (and no move of it into one).
+            let Some(deadline) = deadline else {
+                return handler.serve(request).await;
+            };
+            match crate::deadline::within(Some(deadline), handler.serve(request)).await {
                 Ok(response) => response,
-                Err(_) => crate::deadline::missed(deadline.map_or(Duration::ZERO, |deadline| {
-                    deadline.saturating_duration_since(started)
-                })),
+                Err(_) => crate::deadline::missed(deadline.saturating_duration_since(started)),
             }
         })
-        .await
     }
 
     /// The request's value for the request-local at `key`, made by `init`
@@ -283,12 +343,12 @@ pub fn spawn(future: impl Future<Output = ()> + 'static) {
 /// instance (std's `RandomState`, seeded from `wasi:random`) hides it. Fixed
 /// width and one alphanumeric run, so `host-runner check` masks it as one
 /// token that varies by itself, never as a leak.
-fn generate_id(sequence: u64) -> Arc<str> {
+fn generate_id(sequence: u64) -> RequestId {
     use std::hash::{BuildHasher, RandomState};
     thread_local! {
         static KEY: RandomState = RandomState::new();
     }
-    format!("{:016x}", KEY.with(|key| key.hash_one(sequence))).into()
+    RequestId::new(&format!("{:016x}", KEY.with(|key| key.hash_one(sequence))))
 }
 
 /// The request's number on this instance, from 1: what its id is made of.
@@ -308,7 +368,9 @@ mod tests {
 
     #[test]
     fn generated_ids_are_distinct_fixed_width_and_not_a_sequence() {
-        let ids: Vec<Arc<str>> = (0..100).map(|_| generate_id(next_sequence())).collect();
+        let ids: Vec<String> = (0..100)
+            .map(|_| generate_id(next_sequence()).as_str().to_owned())
+            .collect();
         for id in &ids {
             assert_eq!(id.len(), 16, "{id}");
             assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
@@ -407,6 +469,9 @@ mod tests {
         };
         let given = Scope::open(Some("trace-7".into()), None);
         assert_eq!(id(&given), "trace-7");
+        // Longer than is kept inline, and multi-byte at the edge.
+        let long = format!("{}é", "t".repeat(INLINE_ID - 1));
+        assert_eq!(id(&Scope::open(Some(long.as_str().into()), None)), long);
         let (a, b) = (request(), request());
         assert_eq!(id(&a), id(&a), "an id, once made, stays");
         assert_ne!(id(&a), id(&b));

@@ -37,6 +37,35 @@ pub struct Body(Kind);
 enum Kind {
     Full(Bytes),
     Stream(Pin<Box<dyn http_body::Body<Data = Bytes, Error = BodyError> + Send>>),
+    /// A request body that nothing has read yet: made a stream (a box)
+    /// only at its first read, so that the many handlers that never read
+    /// theirs allocate nothing for it. Only p2 hands bodies over this way.
+    #[cfg_attr(not(feature = "p2"), allow(dead_code))]
+    Unread(Unread),
+}
+
+/// A world's request body before its first read: the resource it comes
+/// from, as a handle, and the world's functions to open that as a stream
+/// or to let it go.
+pub(crate) struct Unread {
+    handle: u32,
+    hint: SizeHint,
+    open: fn(u32, SizeHint) -> Body,
+    discard: fn(u32),
+}
+
+impl Unread {
+    /// The body as the stream `open` makes of it.
+    fn open(self) -> Body {
+        let this = std::mem::ManuallyDrop::new(self); // `open` takes the handle
+        (this.open)(this.handle, this.hint)
+    }
+}
+
+impl Drop for Unread {
+    fn drop(&mut self) {
+        (self.discard)(self.handle);
+    }
 }
 
 /// The error type foreign bodies and streams may fail with.
@@ -140,11 +169,30 @@ impl Body {
         Body(Kind::Stream(Box::pin(crate::local::Local::new(pull))))
     }
 
+    /// A request body the world hands over as the resource `handle`, `hint`
+    /// its announced size: `open` makes it a stream at its first read, and
+    /// `discard` drops the resource if it is never read. Each is called at
+    /// most once, and only one of them.
+    #[cfg_attr(not(feature = "p2"), allow(dead_code))]
+    pub(crate) fn unread(
+        handle: u32,
+        hint: SizeHint,
+        open: fn(u32, SizeHint) -> Body,
+        discard: fn(u32),
+    ) -> Self {
+        Body(Kind::Unread(Unread {
+            handle,
+            hint,
+            open,
+            discard,
+        }))
+    }
+
     /// The body's bytes, if they are all known without reading a stream.
     pub(crate) fn as_full(&self) -> Option<&Bytes> {
         match &self.0 {
             Kind::Full(bytes) => Some(bytes),
-            Kind::Stream(_) => None,
+            Kind::Stream(_) | Kind::Unread(_) => None,
         }
     }
 
@@ -248,10 +296,18 @@ impl http_body::Body for Body {
     type Error = BodyError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next> {
+        if let Kind::Unread(_) = self.0 {
+            let Kind::Unread(unread) = std::mem::replace(&mut self.0, Kind::Full(Bytes::new()))
+            else {
+                unreachable!("matched just above")
+            };
+            *self = unread.open();
+        }
         match &mut self.0 {
             Kind::Full(bytes) if bytes.is_empty() => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(Some(Ok(Frame::data(std::mem::take(bytes))))),
             Kind::Stream(body) => body.as_mut().poll_frame(cx),
+            Kind::Unread(_) => unreachable!("opened above"),
         }
     }
 
@@ -259,6 +315,8 @@ impl http_body::Body for Body {
         match &self.0 {
             Kind::Full(bytes) => bytes.is_empty(),
             Kind::Stream(body) => body.is_end_stream(),
+            // As the stream it opens to: ended once read to its end.
+            Kind::Unread(_) => false,
         }
     }
 
@@ -266,6 +324,7 @@ impl http_body::Body for Body {
         match &self.0 {
             Kind::Full(bytes) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Stream(body) => body.size_hint(),
+            Kind::Unread(unread) => unread.hint,
         }
     }
 }
@@ -280,7 +339,7 @@ impl fmt::Debug for Body {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
             Kind::Full(bytes) => f.debug_tuple("Body").field(bytes).finish(),
-            Kind::Stream(_) => f.write_str("Body(<stream>)"),
+            Kind::Stream(_) | Kind::Unread(_) => f.write_str("Body(<stream>)"),
         }
     }
 }
@@ -388,6 +447,27 @@ mod tests {
         );
         let whole = Body::new(Body::from("whole"));
         assert_eq!(whole.as_full(), Some(&Bytes::from("whole")));
+    }
+
+    #[test]
+    fn an_unread_body_is_opened_at_its_first_read_or_else_discarded() {
+        thread_local! {
+            static OPENED: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+            static DISCARDED: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+        }
+        let open = |handle, hint: SizeHint| {
+            OPENED.set(Some(handle));
+            assert_eq!(hint.exact(), Some(5));
+            Body::from("hello")
+        };
+        let discard = |handle| DISCARDED.set(Some(handle));
+        let body = Body::unread(7, SizeHint::with_exact(5), open, discard);
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(5));
+        assert!(!http_body::Body::is_end_stream(&body));
+        assert_eq!(block_on(body.text()).unwrap(), "hello");
+        assert_eq!((OPENED.get(), DISCARDED.get()), (Some(7), None));
+        drop(Body::unread(8, SizeHint::with_exact(5), open, discard));
+        assert_eq!((OPENED.get(), DISCARDED.get()), (Some(7), Some(8)));
     }
 
     #[test]

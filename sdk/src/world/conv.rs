@@ -9,6 +9,7 @@
 //! [`method_from_wasi!`], [`method_to_wasi!`] and [`client_error!`].
 
 use crate::client::{self, ErrorKind};
+use std::cell::Cell;
 use std::time::Duration;
 
 /// The request's id as the client or a proxy sent it (`x-request-id`, if it
@@ -46,9 +47,17 @@ fn append_fields(
     map: &mut http::HeaderMap,
     fields: Vec<(String, Vec<u8>)>,
 ) -> Result<(), InvalidField> {
+    // Not one of `http`'s standard names, so made from the host's string it
+    // would be copied into an allocation of its own; yet hosts and proxies
+    // add it to nearly every request (reprise reads it, see `request_id`).
+    static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
     map.reserve(fields.len());
     for (name, value) in fields {
-        let name = http::HeaderName::try_from(name).map_err(|_| InvalidField)?;
+        let name = if name == X_REQUEST_ID.as_str() {
+            X_REQUEST_ID.clone()
+        } else {
+            http::HeaderName::try_from(name).map_err(|_| InvalidField)?
+        };
         let value = http::HeaderValue::try_from(value).map_err(|_| InvalidField)?;
         map.append(name, value);
     }
@@ -64,19 +73,36 @@ pub(super) fn build_request(
     headers: Vec<(String, Vec<u8>)>,
     body: crate::Body,
 ) -> Result<crate::Request, InvalidRequest> {
-    // The host's `String` becomes the URI's storage as it is, uncopied.
-    let mut uri = match path_with_query {
-        Some(path) => http::Uri::builder().path_and_query(path),
-        None => http::Uri::builder().path_and_query("/"),
-    };
-    if let Some(authority) = authority.filter(|a| !a.is_empty()) {
-        uri = uri.scheme(scheme.unwrap_or("http")).authority(authority);
-    }
     let mut request = http::Request::new(body);
     *request.method_mut() = method;
-    *request.uri_mut() = uri.build().map_err(|_| InvalidRequest::Uri)?;
+    *request.uri_mut() = uri(scheme, authority, path_with_query).ok_or(InvalidRequest::Uri)?;
     append_fields(request.headers_mut(), headers).map_err(|_| InvalidRequest::Header)?;
     Ok(request)
+}
+
+/// The request's URI from the host's parts: the path alone, or (with an
+/// authority) an absolute URI. Assembled from `Parts` rather than with a
+/// `Builder`, whose steps each re-wrap the parts so far; the host's `String`s
+/// become the URI's storage as they are, uncopied.
+fn uri(
+    scheme: Option<&str>,
+    authority: Option<String>,
+    path_with_query: Option<String>,
+) -> Option<http::Uri> {
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(match path_with_query {
+        Some(path) => http::uri::PathAndQuery::try_from(path).ok()?,
+        None => http::uri::PathAndQuery::from_static("/"),
+    });
+    if let Some(authority) = authority.filter(|a| !a.is_empty()) {
+        parts.scheme = Some(match scheme {
+            None | Some("http") => http::uri::Scheme::HTTP,
+            Some("https") => http::uri::Scheme::HTTPS,
+            Some(other) => other.parse().ok()?,
+        });
+        parts.authority = Some(http::uri::Authority::try_from(authority).ok()?);
+    }
+    http::Uri::from_parts(parts).ok()
 }
 
 /// Headers that describe one connection rather than the message, plus
@@ -97,27 +123,69 @@ const CONNECTION_HEADERS: [&str; 10] = [
 
 /// Headers (or trailers) as WASI fields, without connection headers.
 pub(super) fn fields(headers: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
+    wasi_fields(headers).collect()
+}
+
+fn wasi_fields(headers: &http::HeaderMap) -> impl Iterator<Item = (String, Vec<u8>)> {
     headers
         .iter()
         .filter(|(name, _)| !CONNECTION_HEADERS.contains(&name.as_str()))
         .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect()
 }
 
-/// A response's or an outgoing request's headers as WASI fields, with a
-/// `content-length` added when the body's exact size is known (a whole body, or a stream such as an axum
-/// response that knows its size), so the host need not fall back to chunking.
-pub(super) fn response_fields(
+/// Calls `f` with a response's or an outgoing request's headers as WASI
+/// fields, with a `content-length` added when the body's exact size is
+/// known (a whole body, or a stream such as an axum response that knows its
+/// size), so the host need not fall back to chunking.
+///
+/// The list, and the added `content-length` field, are kept from call to
+/// call on the instance's one thread: a response with no headers of its
+/// own then allocates nothing here.
+pub(super) fn with_response_fields<R>(
     headers: &http::HeaderMap,
     body: &crate::Body,
-) -> Vec<(String, Vec<u8>)> {
-    let mut fields = fields(headers);
-    if let Some(length) = http_body::Body::size_hint(body).exact()
-        && !headers.contains_key(http::header::CONTENT_LENGTH)
-    {
-        fields.push(("content-length".into(), length.to_string().into_bytes()));
+    f: impl FnOnce(&[(String, Vec<u8>)]) -> R,
+) -> R {
+    thread_local! {
+        static LIST: Cell<Vec<(String, Vec<u8>)>> = const { Cell::new(Vec::new()) };
+        static LENGTH: Cell<Option<(String, Vec<u8>)>> = const { Cell::new(None) };
     }
-    fields
+    let length = http_body::Body::size_hint(body)
+        .exact()
+        .filter(|_| headers.is_empty() || !headers.contains_key(http::header::CONTENT_LENGTH));
+    let mut list = LIST.take();
+    list.extend(wasi_fields(headers));
+    if let Some(length) = length {
+        let (name, mut value) = LENGTH
+            .take()
+            .unwrap_or_else(|| ("content-length".into(), Vec::new()));
+        value.clear();
+        decimal(length, &mut value);
+        list.push((name, value));
+    }
+    let result = f(&list);
+    if length.is_some() {
+        LENGTH.set(list.pop());
+    }
+    list.clear();
+    LIST.set(list);
+    result
+}
+
+/// Appends `n` in decimal ASCII to `out`, without the formatting machinery
+/// (and the allocation) of `to_string`.
+fn decimal(mut n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0; 20]; // u64::MAX has 20
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// The `http` response for an outgoing call's answer.
@@ -295,11 +363,76 @@ mod tests {
         ] {
             headers.insert(name, http::HeaderValue::from_static(value));
         }
-        let names: Vec<_> = response_fields(&headers, &crate::Body::from("hello"))
-            .into_iter()
-            .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(&value)))
-            .collect();
-        assert_eq!(names, ["x-kept: yes", "content-length: 5"]);
+        let names = |body: &crate::Body| {
+            with_response_fields(&headers, body, |fields| {
+                fields
+                    .iter()
+                    .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(value)))
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            names(&crate::Body::from("hello")),
+            ["x-kept: yes", "content-length: 5"]
+        );
+        // The kept list and field carry nothing over to the next call.
+        assert_eq!(
+            names(&crate::Body::from("hi")),
+            ["x-kept: yes", "content-length: 2"]
+        );
+        assert_eq!(names(&crate::Body::channel().1), ["x-kept: yes"]);
+    }
+
+    #[test]
+    fn a_request_keeps_its_headers_in_order_whatever_their_case() {
+        let fields = [("x-request-id", "a"), ("host", "h"), ("X-Request-Id", "b")]
+            .map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec()));
+        let request = build_request(
+            http::Method::GET,
+            None,
+            None,
+            None,
+            fields.to_vec(),
+            crate::Body::empty(),
+        );
+        let Ok(request) = request else {
+            panic!("valid fields")
+        };
+        let ids: Vec<_> = request.headers().get_all("x-request-id").iter().collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(request.headers()["host"], "h");
+    }
+
+    #[test]
+    fn a_content_length_is_the_decimal_size() {
+        for n in [0, 7, 10, 4096, u64::MAX] {
+            let mut out = b"x".to_vec();
+            decimal(n, &mut out);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+    }
+
+    #[test]
+    fn a_request_uri_is_its_path_or_with_an_authority_an_absolute_uri() {
+        let uri = |scheme, authority: Option<&str>, path: Option<&str>| {
+            uri(scheme, authority.map(Into::into), path.map(Into::into)).map(|uri| uri.to_string())
+        };
+        assert_eq!(uri(None, None, None).as_deref(), Some("/"));
+        assert_eq!(uri(None, Some(""), Some("/a?b")).as_deref(), Some("/a?b"));
+        assert_eq!(
+            uri(None, Some("h:1"), Some("/a")).as_deref(),
+            Some("http://h:1/a")
+        );
+        assert_eq!(
+            uri(Some("https"), Some("h"), None).as_deref(),
+            Some("https://h/")
+        );
+        assert_eq!(
+            uri(Some("ws"), Some("h"), Some("/")).as_deref(),
+            Some("ws://h/")
+        );
+        assert_eq!(uri(None, Some("bad host"), None), None);
+        assert_eq!(uri(None, None, Some("/a b")), None);
     }
 
     #[test]

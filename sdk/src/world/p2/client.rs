@@ -12,7 +12,7 @@ use wasip2::http::types::{Fields, OutgoingRequest};
 pub(super) async fn send(request: crate::Request) -> Result<crate::Response, crate::client::Error> {
     let (parts, body) = request.into_parts();
     let target = conv::Target::of(&parts.uri);
-    let fields = Fields::from_list(&conv::response_fields(&parts.headers, &body))
+    let fields = conv::with_response_fields(&parts.headers, &body, Fields::from_list)
         .map_err(|_| conv::invalid_request("headers", &target))?;
     let request = OutgoingRequest::new(fields);
     conv::address(&request, &parts.method, &target)?;

@@ -7,14 +7,14 @@
 
 use super::body::IncomingBody;
 use crate::Body;
+use crate::scope::RequestId;
 use crate::world::conv::{
     InvalidRequest, build_request, client_error, method_from_wasi, method_to_wasi, request_id,
 };
 pub(super) use crate::world::conv::{
-    Target, announced_size, build_response, fields, invalid_request, nanos, response_fields,
-    trailer_map,
+    Target, announced_size, build_response, fields, invalid_request, nanos, trailer_map,
+    with_response_fields,
 };
-use std::sync::Arc;
 use wasip2::http::types::{
     ErrorCode, IncomingRequest, Method, OutgoingRequest, RequestOptions, Scheme,
 };
@@ -22,24 +22,38 @@ use wasip2::http::types::{
 /// The request as `http` has it, and the id it came with.
 pub(super) fn into_http(
     request: IncomingRequest,
-) -> Result<(crate::Request, Option<Arc<str>>), ErrorCode> {
+) -> Result<(crate::Request, Option<RequestId>), ErrorCode> {
     let method = method(request.method()).map_err(error_code)?;
     let scheme = request.scheme();
     let authority = request.authority();
     let path = request.path_with_query();
     let headers = request.headers().entries();
     let hint = announced_size(&headers);
-    let id = request_id(&headers).map(Arc::from);
+    let id = request_id(&headers).map(RequestId::new);
     let request = build_request(
         method,
         scheme.as_ref().map(self::scheme),
         authority,
         path,
         headers,
-        Body::from_source(IncomingBody::Unread(move || request.consume()), hint),
+        Body::unread(request.take_handle(), hint, open_body, discard_body),
     )
     .map_err(error_code)?;
     Ok((request, id))
+}
+
+/// The body of the incoming request `handle`, as a stream: its first read.
+fn open_body(handle: u32, hint: http_body::SizeHint) -> Body {
+    // SAFETY: `into_http` took the handle from its owner, and the body
+    // opens it once (or discards it), so this is its only owner.
+    let request = unsafe { IncomingRequest::from_handle(handle) };
+    Body::from_source(IncomingBody::Unread(move || request.consume()), hint)
+}
+
+/// Drops the incoming request `handle` whose body was never read.
+fn discard_body(handle: u32) {
+    // SAFETY: as for `open_body`.
+    drop(unsafe { IncomingRequest::from_handle(handle) });
 }
 
 fn method(method: Method) -> Result<http::Method, InvalidRequest> {

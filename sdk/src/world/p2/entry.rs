@@ -19,7 +19,7 @@ pub fn handle<H: Serve, const RETIRES: bool>(
 ) {
     let handler =
         crate::instance::handler(make, policy, || crate::runtime::install(&P2::<RETIRES>));
-    executor::run(async move {
+    executor::run(move || async move {
         let (request, id) = match conv::into_http(request) {
             Ok(converted) => converted,
             Err(code) => return ResponseOutparam::set(out, Err(code)),
@@ -33,7 +33,7 @@ pub fn handle<H: Serve, const RETIRES: bool>(
 /// Hands the response's head to the host, then writes its body.
 async fn respond(response: crate::Response, out: ResponseOutparam) {
     let (parts, body) = response.into_parts();
-    let fields = match Fields::from_list(&conv::response_fields(&parts.headers, &body)) {
+    let fields = match conv::with_response_fields(&parts.headers, &body, Fields::from_list) {
         Ok(fields) => fields,
         Err(e) => {
             let message = format!("response header rejected: {e:?}");

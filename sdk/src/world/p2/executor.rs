@@ -8,8 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use wasip2::io::poll::Pollable;
 
 thread_local! {
@@ -20,12 +19,26 @@ thread_local! {
     static WAITING: RefCell<Vec<(Rc<Pollable>, Waker)>> = const { RefCell::new(Vec::new()) };
 }
 
-struct TaskWaker(usize);
+/// The id of the call's main future, which `run` polls where it lies
+/// instead of boxing it into `TASKS`.
+const MAIN: usize = usize::MAX;
 
-impl Wake for TaskWaker {
-    fn wake(self: Arc<Self>) {
-        RUNNABLE.with_borrow_mut(|runnable| runnable.push_back(self.0));
+/// A task's waker: its id is the whole of it, so making one allocates
+/// nothing, however often a task is polled. Waking queues the id on this
+/// thread, the instance's only one.
+fn waker(id: usize) -> Waker {
+    fn clone(id: *const ()) -> RawWaker {
+        RawWaker::new(id, &VTABLE)
     }
+    fn wake(id: *const ()) {
+        RUNNABLE.with_borrow_mut(|runnable| runnable.push_back(id as usize));
+    }
+    fn drop(_: *const ()) {}
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake, drop);
+    // SAFETY: the vtable's functions keep `RawWaker`'s contract: the data
+    // is a plain number that is never dereferenced, so cloning copies it,
+    // dropping does nothing, and waking only queues it.
+    unsafe { Waker::from_raw(RawWaker::new(id as *const (), &VTABLE)) }
 }
 
 pub(super) fn spawn(task: LocalFuture) {
@@ -37,12 +50,30 @@ pub(super) fn spawn(task: LocalFuture) {
     RUNNABLE.with_borrow_mut(|runnable| runnable.push_back(id));
 }
 
-/// Runs `main` and everything it spawns to completion.
-pub(super) fn run(main: impl Future<Output = ()> + 'static) {
-    spawn(Box::pin(main));
+/// Runs the future `main` makes, and everything it spawns, to completion.
+///
+/// Made here rather than passed in, and polled where it lies rather than
+/// boxed: the request's largest future is then never moved.
+pub(super) fn run<F: Future<Output = ()>>(main: impl FnOnce() -> F) {
+    let mut main = std::pin::pin!(main());
+    let mut main_done = false;
+    LIVE.set(LIVE.get() + 1);
+    RUNNABLE.with_borrow_mut(|runnable| runnable.push_back(MAIN));
     loop {
         while let Some(id) = RUNNABLE.with_borrow_mut(VecDeque::pop_front) {
-            poll_task(id);
+            if id != MAIN {
+                poll_task(id);
+            } else if !main_done {
+                let waker = waker(MAIN);
+                if main
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_ready()
+                {
+                    main_done = true;
+                    LIVE.set(LIVE.get() - 1);
+                }
+            }
         }
         if LIVE.get() == 0 {
             break;
@@ -55,10 +86,11 @@ pub(super) fn run(main: impl Future<Output = ()> + 'static) {
 
 fn poll_task(id: usize) {
     // Taken out while polling: the task may spawn, which pushes to TASKS.
-    let Some(mut task) = TASKS.with_borrow_mut(|tasks| tasks[id].take()) else {
-        return; // finished already; a stale wake-up
+    let Some(mut task) = TASKS.with_borrow_mut(|tasks| tasks.get_mut(id).and_then(Option::take))
+    else {
+        return; // finished already, or a previous call's: a stale wake-up
     };
-    let waker = Waker::from(Arc::new(TaskWaker(id)));
+    let waker = waker(id);
     match task.as_mut().poll(&mut Context::from_waker(&waker)) {
         Poll::Ready(()) => LIVE.set(LIVE.get() - 1),
         Poll::Pending => TASKS.with_borrow_mut(|tasks| tasks[id] = Some(task)),

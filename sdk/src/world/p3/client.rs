@@ -21,7 +21,7 @@ use wasip3::wit_bindgen::FutureReader;
 pub(super) async fn send(request: crate::Request) -> Result<crate::Response, crate::client::Error> {
     let (parts, body) = request.into_parts();
     let target = conv::Target::of(&parts.uri);
-    let fields = Fields::from_list(&conv::response_fields(&parts.headers, &body))
+    let fields = conv::with_response_fields(&parts.headers, &body, Fields::from_list)
         .map_err(|_| conv::invalid_request("headers", &target))?;
     let (contents, trailers) = stream_out(body, Scope::current().as_ref());
     let (request, transmitted) = Request::new(fields, contents, trailers, conv::options(&parts));

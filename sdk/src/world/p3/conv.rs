@@ -7,25 +7,27 @@
 
 use super::body::IncomingBody;
 use crate::Body;
+use crate::scope::RequestId;
 use crate::world::conv::{
     InvalidRequest, build_request, client_error, method_from_wasi, method_to_wasi, request_id,
 };
 pub(super) use crate::world::conv::{
-    Target, announced_size, build_response, fields, invalid_request, nanos, response_fields,
-    trailer_map,
+    Target, announced_size, build_response, fields, invalid_request, nanos, trailer_map,
+    with_response_fields,
 };
-use std::sync::Arc;
 use wasip3::http::types::{ErrorCode, Method, Request, RequestOptions, Scheme};
 
 /// The request as `http` has it, and the id it came with.
-pub(super) fn into_http(request: Request) -> Result<(crate::Request, Option<Arc<str>>), ErrorCode> {
+pub(super) fn into_http(
+    request: Request,
+) -> Result<(crate::Request, Option<RequestId>), ErrorCode> {
     let method = method(request.get_method()).map_err(error_code)?;
     let scheme = request.get_scheme();
     let authority = request.get_authority();
     let path = request.get_path_with_query();
     let headers = request.get_headers().copy_all();
     let hint = announced_size(&headers);
-    let id = request_id(&headers).map(Arc::from);
+    let id = request_id(&headers).map(RequestId::new);
     let request = build_request(
         method,
         scheme.as_ref().map(self::scheme),

@@ -27,7 +27,7 @@ pub async fn handle<H: Serve>(
 /// The response's head for the host, its body written by a task in `scope`.
 fn respond(response: crate::Response, scope: &Scope) -> Result<Response, ErrorCode> {
     let (parts, body) = response.into_parts();
-    let fields = Fields::from_list(&conv::response_fields(&parts.headers, &body))
+    let fields = conv::with_response_fields(&parts.headers, &body, Fields::from_list)
         .map_err(|e| conv::internal_error(format!("response header rejected: {e:?}")))?;
     let (contents, trailers) = body::stream_out(body, Some(scope));
     let (response, _transmitted) = Response::new(fields, contents, trailers);
