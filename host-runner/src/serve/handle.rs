@@ -73,7 +73,9 @@ async fn handle_request(
     // client goes away and hyper drops this future.
     let mut in_flight = InFlight::start(shared.metrics.clone(), shared.thread, ticket.clone());
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // For the log lines: a handle on the request's own bytes, not a copy.
+    let path_and_query = request.uri().path_and_query().cloned();
+    let path = path_and_query.as_ref().map_or("/", |p| p.path());
 
     let declared_length = request
         .headers()
