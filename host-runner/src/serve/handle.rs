@@ -13,7 +13,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
 use hyper::{Request, Response};
@@ -96,7 +95,6 @@ async fn handle_request(
 
     let (request, body_handle) = {
         let (parts, body) = request.into_parts();
-        let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
         let (body, handle) = request_body(
             body,
             config.max_request_body_size,
