@@ -242,7 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_past_the_limit_fails_and_is_too_large_not_stalled() {
-        let ten = http_body_util::Full::new(Bytes::from_static(b"0123456789"))
+        let ten: WasiBody = http_body_util::Full::new(Bytes::from_static(b"0123456789"))
             .map_err(|never| match never {})
             .boxed_unsync();
         let (mut body, handle) = request_body(ten, 4, None);
