@@ -81,14 +81,14 @@ async fn handle_request(
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
     if declared_length.is_some_and(|length| length > config.max_request_body_size) {
-        return refuse(Failure::TooLarge, config, in_flight, &method, &path);
+        return refuse(Failure::TooLarge, config, in_flight, &method, path);
     }
     // The permit travels with the response body: a request counts until its
     // body is fully sent, not just until its headers are.
     let permit = match &shared.request_slots {
         Some(slots) => match take_slot(slots, config.request_queue_timeout).await {
             Some(permit) => Some(permit),
-            None => return refuse(Failure::Overloaded, config, in_flight, &method, &path),
+            None => return refuse(Failure::Overloaded, config, in_flight, &method, path),
         },
         None => None,
     };
