@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
@@ -64,10 +65,33 @@ struct Books {
     /// own back.
     wanted: Vec<u64>,
     /// Every instance holding a slot, by id.
-    instances: HashMap<u64, Standing>,
+    instances: HashMap<u64, Standing, BuildHasherDefault<IdHasher>>,
 }
 
 /// Whether an instance could give its slot up soon.
+/// Hashes instance ids for the books, which are looked up several times a
+/// request. The ids are a counter this process hands out, not input anyone
+/// can choose, so std's collision-resistant SipHash buys nothing here; a
+/// multiply by an odd constant spreads consecutive ids over the table.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 #[derive(Default)]
 struct Standing {
     /// None of its responses is open: it is idle, or will be once its

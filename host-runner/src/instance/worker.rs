@@ -108,15 +108,17 @@ impl WorkerState for InstanceWorker {
                 ticket.over().await;
                 tokio::time::sleep(grace).await;
             };
-            let expired = async {
-                match timeout {
-                    Some(limit) => tokio::time::sleep(limit).await,
-                    None => std::future::pending().await,
+            match timeout {
+                Some(limit) => tokio::select! {
+                    () = tokio::time::sleep(limit) => info.ending(EndCause::Timeout),
+                    () = abandoned => info.ending(EndCause::Lingering),
+                },
+                // No request timeout (the default): no timer to race, and
+                // no `select!` to poll on every request.
+                None => {
+                    abandoned.await;
+                    info.ending(EndCause::Lingering);
                 }
-            };
-            tokio::select! {
-                () = expired => info.ending(EndCause::Timeout),
-                () = abandoned => info.ending(EndCause::Lingering),
             }
         })
     }

@@ -13,7 +13,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
 use hyper::{Request, Response};
@@ -73,28 +72,29 @@ async fn handle_request(
     // client goes away and hyper drops this future.
     let mut in_flight = InFlight::start(shared.metrics.clone(), shared.thread, ticket.clone());
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // For the log lines: a handle on the request's own bytes, not a copy.
+    let path_and_query = request.uri().path_and_query().cloned();
+    let path = path_and_query.as_ref().map_or("/", |p| p.path());
 
     let declared_length = request
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
     if declared_length.is_some_and(|length| length > config.max_request_body_size) {
-        return refuse(Failure::TooLarge, config, in_flight, &method, &path);
+        return refuse(Failure::TooLarge, config, in_flight, &method, path);
     }
     // The permit travels with the response body: a request counts until its
     // body is fully sent, not just until its headers are.
     let permit = match &shared.request_slots {
         Some(slots) => match take_slot(slots, config.request_queue_timeout).await {
             Some(permit) => Some(permit),
-            None => return refuse(Failure::Overloaded, config, in_flight, &method, &path),
+            None => return refuse(Failure::Overloaded, config, in_flight, &method, path),
         },
         None => None,
     };
 
     let (request, body_handle) = {
         let (parts, body) = request.into_parts();
-        let body = body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync();
         let (body, handle) = request_body(
             body,
             config.max_request_body_size,

@@ -52,7 +52,7 @@ pub(crate) async fn read_ahead(
         .size_hint()
         .exact()
         .is_some_and(|length| length <= MAX_BYTES as u64);
-    let mut ahead = VecDeque::new();
+    let mut ahead = Ahead::default();
     let mut bytes = 0;
     let mut ended = false;
     let mut yielded = false;
@@ -65,7 +65,7 @@ pub(crate) async fn read_ahead(
         match next {
             Poll::Ready(Some(Ok(frame))) => {
                 bytes += frame.data_ref().map_or(0, Bytes::len);
-                ahead.push_back(frame);
+                ahead.push(frame);
             }
             // Nothing is on the wire yet, so even with bytes read ahead the
             // failure can still be answered with a status.
@@ -99,10 +99,39 @@ async fn next_frame_now(body: &mut WasiBody) -> Poll<Option<FrameResult>> {
 /// guest's: it answers from the frames it holds before it polls the body,
 /// and its size hint counts them; a watch only sees frames go by.
 struct ReadAhead {
-    ahead: VecDeque<Frame<Bytes>>,
+    ahead: Ahead,
     /// `body` has no more frames.
     ended: bool,
     body: WasiBody,
+}
+
+/// The frames read ahead, in order. Most bodies read ahead are one frame:
+/// that one is held inline, so reading it ahead allocates nothing.
+#[derive(Default)]
+struct Ahead {
+    first: Option<Frame<Bytes>>,
+    rest: VecDeque<Frame<Bytes>>,
+}
+
+impl Ahead {
+    fn push(&mut self, frame: Frame<Bytes>) {
+        match self.first {
+            None if self.rest.is_empty() => self.first = Some(frame),
+            _ => self.rest.push_back(frame),
+        }
+    }
+
+    fn pop(&mut self) -> Option<Frame<Bytes>> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Frame<Bytes>> {
+        self.first.iter().chain(&self.rest)
+    }
 }
 
 impl Body for ReadAhead {
@@ -110,7 +139,7 @@ impl Body for ReadAhead {
     type Error = wasmtime_wasi_http::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<FrameResult>> {
-        if let Some(frame) = self.ahead.pop_front() {
+        if let Some(frame) = self.ahead.pop() {
             return Poll::Ready(Some(Ok(frame)));
         }
         if self.ended {
@@ -128,7 +157,7 @@ impl Body for ReadAhead {
     /// count the bytes read ahead, which the inner body no longer does.
     fn size_hint(&self) -> SizeHint {
         let mut ahead = 0;
-        for frame in &self.ahead {
+        for frame in self.ahead.iter() {
             match frame.data_ref() {
                 Some(data) => ahead += data.len() as u64,
                 // Trailers still need chunked encoding.
@@ -182,7 +211,11 @@ mod tests {
         // Like a guest body with `content-length: 12` whose end is not
         // known yet: the inner body now has 0 bytes left to promise.
         let body = ReadAhead {
-            ahead: VecDeque::from([Frame::data(Bytes::from_static(b"Hello, WASI!"))]),
+            ahead: {
+                let mut ahead = Ahead::default();
+                ahead.push(Frame::data(Bytes::from_static(b"Hello, WASI!")));
+                ahead
+            },
             ended: false,
             body: Known(empty()).boxed_unsync(),
         };

@@ -30,26 +30,27 @@ use wasmtime_wasi_http::{Error, WasiBody};
 
 use crate::watched::{FrameResult, Watch, Watched};
 
-/// What the guest's reader and the server's handle share.
-#[derive(Default)]
-struct Shared {
+/// What the guest's reader and the server's handle share. Generic over
+/// the body, so that hyper's body is held as it is, not boxed once more
+/// to map its error (every request has one).
+struct Shared<B> {
     /// The body; `None` once the server let it go or the client stalled.
-    body: Mutex<Option<WasiBody>>,
+    body: Mutex<Option<B>>,
     stalled: AtomicBool,
     too_large: AtomicBool,
 }
 
-impl Shared {
-    fn body(&self) -> MutexGuard<'_, Option<WasiBody>> {
+impl<B> Shared<B> {
+    fn body(&self) -> MutexGuard<'_, Option<B>> {
         // A panic while polling the body leaves it as usable as it was.
         self.body.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// The server's hold on a request body it handed to the guest.
-pub(super) struct BodyHandle(Arc<Shared>);
+pub(super) struct BodyHandle<B>(Arc<Shared<B>>);
 
-impl BodyHandle {
+impl<B> BodyHandle<B> {
     /// Drops the body wherever it is: hyper then stops reading it and, when
     /// the client had not finished sending it, closes the connection after
     /// the response.
@@ -71,13 +72,20 @@ impl BodyHandle {
 /// `body` as the guest reads it: failed past `limit` bytes, given up on
 /// after `idle_timeout` without bytes (never with `None`); and the
 /// server's handle on it.
-pub(super) fn request_body(
-    body: WasiBody,
+pub(super) fn request_body<B>(
+    body: B,
     limit: u64,
     idle_timeout: Option<Duration>,
-) -> (WasiBody, BodyHandle) {
-    let shared = Arc::new(Shared::default());
-    *shared.body() = Some(body);
+) -> (WasiBody, BodyHandle<B>)
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    Error: From<B::Error>,
+{
+    let shared = Arc::new(Shared {
+        body: Mutex::new(Some(body)),
+        stalled: AtomicBool::new(false),
+        too_large: AtomicBool::new(false),
+    });
     let rules = Rules {
         shared: shared.clone(),
         limit,
@@ -92,16 +100,22 @@ pub(super) fn request_body(
 
 /// The request body while the server holds it: a body that another owner
 /// can take away mid-read, so it cannot be a [`Watch`] on the body itself.
-struct Held(Arc<Shared>);
+struct Held<B>(Arc<Shared<B>>);
 
-impl Body for Held {
+impl<B> Body for Held<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    Error: From<B::Error>,
+{
     type Data = Bytes;
     type Error = Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<FrameResult>> {
         let mut body = self.0.body();
         match body.as_mut() {
-            Some(inner) => Pin::new(inner).poll_frame(cx),
+            Some(inner) => Pin::new(inner)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(Error::from))),
             // The request is over for the server; the guest learns that
             // its body will not end.
             None if self.0.stalled.load(Ordering::Relaxed) => {
@@ -124,8 +138,8 @@ impl Body for Held {
 }
 
 /// The size limit and the idle timer, watching the body go by.
-struct Rules {
-    shared: Arc<Shared>,
+struct Rules<B> {
+    shared: Arc<Shared<B>>,
     limit: u64,
     /// Data bytes read so far.
     seen: u64,
@@ -135,7 +149,7 @@ struct Rules {
     armed: bool,
 }
 
-impl Watch for Rules {
+impl<B> Watch for Rules<B> {
     fn frame(&mut self, frame: &Frame<Bytes>) -> Result<(), Error> {
         self.armed = false;
         if let Some(data) = frame.data_ref() {
@@ -228,7 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_past_the_limit_fails_and_is_too_large_not_stalled() {
-        let ten = http_body_util::Full::new(Bytes::from_static(b"0123456789"))
+        let ten: WasiBody = http_body_util::Full::new(Bytes::from_static(b"0123456789"))
             .map_err(|never| match never {})
             .boxed_unsync();
         let (mut body, handle) = request_body(ten, 4, None);

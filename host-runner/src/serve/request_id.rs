@@ -50,21 +50,36 @@ impl RequestIds {
         {
             return id.into();
         }
-        let id = format!(
-            "{:016x}",
-            self.key.hash_one(self.next.fetch_add(1, Ordering::Relaxed))
-        );
+        let hex = hex16(self.key.hash_one(self.next.fetch_add(1, Ordering::Relaxed)));
         // Hex digits always make a valid header value.
-        if let Ok(value) = HeaderValue::from_str(&id) {
+        if let Ok(value) = HeaderValue::from_bytes(&hex) {
             headers.insert(REQUEST_ID_HEADER, value);
         }
-        id.into()
+        std::str::from_utf8(&hex).unwrap_or_default().into()
     }
+}
+
+/// `n` as 16 lowercase hex digits, as `{:016x}` writes it, without the
+/// formatting machinery and its `String` (this runs on every request).
+fn hex16(n: u64) -> [u8; 16] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = [0; 16];
+    for (i, digit) in hex.iter_mut().enumerate() {
+        *digit = DIGITS[(n >> (60 - 4 * i)) as usize & 0xf];
+    }
+    hex
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_ids_are_written_as_format_would_write_them() {
+        for n in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef] {
+            assert_eq!(hex16(n), format!("{n:016x}").as_bytes());
+        }
+    }
 
     #[test]
     fn a_usable_client_id_is_kept_and_a_missing_one_is_generated_and_set() {
