@@ -37,7 +37,10 @@ command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is missing (
 name=$(basename "$wasm" .wasm)
 mkdir -p "$out"
 log="$out/$name.log"
-valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$out/$name.%p" \
+# As in production: RUST_BACKTRACE makes wasmtime capture a backtrace
+# whenever an instance is dropped.
+env -u RUST_BACKTRACE -u WASMTIME_BACKTRACE_DETAILS \
+  valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$out/$name.%p" \
   "$host_runner" serve --threads 1 --addr 127.0.0.1:0 "$@" "$wasm" 2>"$log" &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
